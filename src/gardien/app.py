@@ -1,0 +1,103 @@
+"""``create_app(settings)``: the ASGI application, with every domain's routes mounted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from gardien import __version__
+from gardien.config import Settings
+from gardien.deps import State
+from gardien.policy import service as policy_service
+from gardien.policy.routes import router as policy_router
+from gardien.retention.service import run_retention
+from gardien.runtime import build_state
+from gardien.storage.database import unit_of_work
+from gardien.storage.locks import LockBusy
+from gardien.web import errors
+from gardien.web.middleware import (
+    AccessLog,
+    BodySizeLimit,
+    SecurityHeaders,
+    content_security_policy,
+)
+from gardien.web.routes import router as web_router
+
+log = logging.getLogger("gardien")
+STATIC = Path(__file__).parent / "web" / "static"
+
+
+def publish_policy(state: State, published_by: str) -> int:
+    """Publish a new policy version if the register's rendered content changed."""
+    with unit_of_work(state.sessions) as session:
+        published = policy_service.publish(session, state.register, state.clock.now(), published_by)
+    if published.created:
+        log.info("policy version published", extra={"version": published.version.number})
+    return published.version.number
+
+
+async def _retention_schedule(state: State) -> None:
+    interval = state.settings.retention_interval_hours * 3600
+    await asyncio.sleep(min(60.0, interval))
+    while True:
+        try:
+            results = await asyncio.to_thread(
+                run_retention, state.sessions, state.register, state.stores, state.clock
+            )
+            log.info("retention run", extra={"rows": sum(r.rows for r in results)})
+        except LockBusy:
+            log.info("retention run skipped: another instance holds the lease")
+        except Exception as exc:  # noqa: BLE001 - a failed run must not stop the schedule
+            log.error("retention run failed", extra={"error": type(exc).__name__})
+        await asyncio.sleep(interval)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    state: State | None = None,
+    publish_on_start: bool = True,
+    scheduler: bool = True,
+) -> FastAPI:
+    state = state or build_state(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if publish_on_start:
+            await asyncio.to_thread(publish_policy, state, "serve")
+        task = asyncio.create_task(_retention_schedule(state)) if scheduler else None
+        try:
+            yield
+        finally:
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(
+        title="Gardien",
+        version=__version__,
+        summary="Self-hosted privacy platform driven by one processing register.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.gardien = state
+    errors.install(app)
+    app.include_router(web_router)
+    app.include_router(policy_router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # Added innermost first: the access log sees every response, headers cover error pages.
+    app.add_middleware(errors.CatchAll)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        SecurityHeaders, csp=content_security_policy([]), always_https=settings.https
+    )
+    app.add_middleware(AccessLog)
+    return app

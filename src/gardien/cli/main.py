@@ -1,0 +1,393 @@
+"""Command groups and their shared plumbing (settings, state, error handling)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gardien.config import Settings
+from gardien.deps import State
+from gardien.register.loader import RegisterError, load_register
+from gardien.register.schema import Register
+from gardien.security.keys import KeysError, init_keys
+from gardien.storage.locks import LockBusy
+
+app = typer.Typer(
+    help="Gardien: a privacy policy that runs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="Secret keys.", no_args_is_help=True)
+register_app = typer.Typer(help="The processing register.", no_args_is_help=True)
+policy_app = typer.Typer(
+    help="The privacy policy generated from the register.", no_args_is_help=True
+)
+retention_app = typer.Typer(help="Retention purges and their status.", no_args_is_help=True)
+for group, name in (
+    (db_app, "db"),
+    (keys_app, "keys"),
+    (register_app, "register"),
+    (policy_app, "policy"),
+    (retention_app, "retention"),
+):
+    app.add_typer(group, name=name)
+
+out = Console()
+err = Console(stderr=True)
+
+
+class Lang(StrEnum):
+    en = "en"
+    fr = "fr"
+    ro = "ro"
+
+
+class DocFormat(StrEnum):
+    html = "html"
+    md = "md"
+    json = "json"
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    json = "json"
+    html = "html"
+
+
+def fail(lines: list[str] | str, code: int = 2) -> NoReturn:
+    for line in [lines] if isinstance(lines, str) else lines:
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # noqa: BLE001 - pydantic's message names the variable
+        fail(f"invalid GARDIEN_* setting: {str(exc).splitlines()[0]}")
+
+
+def read_register(path: Path) -> Register:
+    try:
+        return load_register(path)
+    except RegisterError as exc:
+        fail([str(p) for p in exc.problems])
+
+
+@contextmanager
+def running(register: Register | None = None, *, migrate: bool = True) -> Iterator[State]:
+    """Build the state the commands share with ``serve``, upgrading SQLite if needed."""
+    from gardien.runtime import build_state
+    from gardien.storage.migrate import pending, upgrade
+
+    config = settings()
+    try:
+        state = build_state(config, register=register or read_register(config.register_file))
+    except KeysError as exc:
+        fail(str(exc))
+    try:
+        if pending(state.engine):
+            if config.is_sqlite and migrate:
+                upgrade(state.engine)
+            else:
+                fail(
+                    "the database has pending migrations: run `gardien db upgrade` "
+                    "(or `gardien serve --upgrade`)"
+                )
+        yield state
+    finally:
+        state.engine.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    upgrade: Annotated[bool, typer.Option(help="Apply pending migrations first.")] = False,
+) -> None:
+    """Serve Gardien (policy pages, APIs, admin) and run the scheduled jobs."""
+    import uvicorn
+
+    from gardien import logs
+    from gardien.app import create_app
+    from gardien.runtime import build_state
+    from gardien.storage.migrate import pending
+    from gardien.storage.migrate import upgrade as do_upgrade
+
+    config = settings()
+    logs.configure(config.log_level)
+    register = read_register(config.register_file)
+    try:
+        state = build_state(config, register=register)
+    except KeysError as exc:
+        fail(str(exc))
+    try:
+        if pending(state.engine):
+            if config.is_sqlite or upgrade:
+                do_upgrade(state.engine)
+            else:
+                fail(
+                    "the PostgreSQL database has pending migrations: run `gardien db upgrade` "
+                    "or start with `gardien serve --upgrade`"
+                )
+    except Exception as exc:  # noqa: BLE001 - reported in one line, no traceback
+        fail(f"cannot reach the database: {type(exc).__name__}")
+    uvicorn.run(
+        create_app(config, state=state),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=True,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    from gardien.storage.database import engine_from_settings
+    from gardien.storage.migrate import upgrade
+
+    engine = engine_from_settings(settings())
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    out.print("database is at the latest schema")
+
+
+@keys_app.command("init")
+def keys_init() -> None:
+    """Create the keys file (mode 0600) if it does not exist."""
+    path, created = init_keys(settings())
+    out.print(f"{'created' if created else 'kept existing'} {path}")
+
+
+@register_app.command("check")
+def register_check(
+    path: Annotated[Path, typer.Argument(help="The register YAML file.")],
+    strict: Annotated[
+        bool, typer.Option(help="Also fail on activities whose store is not implemented.")
+    ] = False,
+) -> None:
+    """Validate a register: every problem as file:line: field: reason, exit 2 if any."""
+    from gardien.retention.service import unsupported_reason
+    from gardien.retention.stores import StoreRegistry
+    from gardien.runtime import domain_stores
+
+    register = read_register(path)
+    if strict:
+        stores = StoreRegistry(domain_stores())
+        from gardien.register.loader import read_located
+
+        located, _ = read_located(path)
+        problems = []
+        for index, activity in enumerate(register.activities):
+            reason = unsupported_reason(activity, stores)
+            if reason:
+                problems.append(str(located.problem(("activities", index, "storage"), reason)))
+        if problems:
+            fail(problems)
+    out.print(
+        f"{path}: valid ({len(register.activities)} activities, {len(register.cookies)} cookies)"
+    )
+
+
+@register_app.command("export")
+def register_export(
+    format: Annotated[ExportFormat, typer.Option("--format", help="csv, json or html")] = (
+        ExportFormat.csv
+    ),
+    lang: Annotated[Lang | None, typer.Option(help="Language of the texts.")] = None,
+    path: Annotated[Path | None, typer.Option("--register", help="Register file.")] = None,
+) -> None:
+    """Print the Art. 30 record of processing activities."""
+    from gardien.policy import art30
+    from gardien.web.templating import make_environment
+
+    register = read_register(path or settings().register_file)
+    language = lang.value if lang else register.languages.default
+    if format is ExportFormat.csv:
+        sys.stdout.write(art30.to_csv(register, language))
+    elif format is ExportFormat.json:
+        sys.stdout.write(art30.to_json(register, language))
+    else:
+        sys.stdout.write(art30.to_html(register, language, make_environment(language)))
+
+
+@policy_app.command("render")
+def policy_render(
+    lang: Annotated[Lang, typer.Option(help="Language.")] = Lang.en,
+    format: Annotated[DocFormat, typer.Option("--format", help="html, md or json")] = (
+        DocFormat.md
+    ),
+    path: Annotated[Path | None, typer.Option("--register", help="Register file.")] = None,
+) -> None:
+    """Print the policy the register produces (what /privacy shows once published)."""
+    from gardien.policy.document import build_document
+    from gardien.policy.render import to_markdown
+    from gardien.web.templating import make_environment
+
+    register = read_register(path or settings().register_file)
+    if lang.value not in register.languages.available:
+        fail(f"language {lang.value!r} is not declared in the register")
+    document = build_document(register, lang.value)
+    if format is DocFormat.md:
+        sys.stdout.write(to_markdown(document))
+    elif format is DocFormat.json:
+        sys.stdout.write(json.dumps(document.to_json(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        sys.stdout.write(
+            make_environment(lang.value)
+            .get_template("policy/document.html")
+            .render(document=document, sections=document.sections, languages=[], path="/privacy")
+        )
+
+
+@policy_app.command("publish")
+def policy_publish() -> None:
+    """Record a new policy version if the register's policy changed."""
+    from gardien.app import publish_policy
+
+    with running() as state:
+        before = _latest(state)
+        number = publish_policy(state, "cli")
+    if number == before:
+        out.print(f"policy unchanged: version {number} stays in force")
+    else:
+        out.print(f"published policy version {number}")
+
+
+def _latest(state: State) -> int | None:
+    from gardien.policy import repository
+
+    with state.sessions() as session:
+        return repository.latest_number(session)
+
+
+@policy_app.command("versions")
+def policy_versions() -> None:
+    """List the published policy versions."""
+    from gardien.policy import repository
+
+    with running() as state, state.sessions() as session:
+        versions = repository.all_versions(session)
+    table = Table("version", "effective", "sha-256", "published by")
+    for version in versions:
+        table.add_row(
+            str(version.number),
+            version.effective_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            version.content_hash,
+            version.published_by,
+        )
+    out.print(table if versions else "no version published yet")
+
+
+@retention_app.command("run")
+def retention_run(
+    dry_run: Annotated[
+        bool, typer.Option(help="Count what would be purged; change nothing.")
+    ] = False,
+) -> None:
+    """Apply every activity's retention period now; one receipt per activity."""
+    from gardien.retention.service import run_retention
+
+    with running() as state:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed} rows"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            tasks: dict[str, int] = {}
+
+            def advance(activity: str, rows: int) -> None:
+                if activity not in tasks:
+                    tasks[activity] = progress.add_task(activity, total=None)
+                progress.update(tasks[activity], completed=rows)
+
+            try:
+                results = run_retention(
+                    state.sessions,
+                    state.register,
+                    state.stores,
+                    state.clock,
+                    dry_run=dry_run,
+                    progress=advance,
+                )
+            except LockBusy:
+                fail("another instance is running retention now; try again later", code=1)
+    table = Table("activity", "store", "outcome", "cutoff", "rows", "ms", "note")
+    for result in results:
+        table.add_row(
+            result.activity,
+            result.store,
+            result.outcome.value,
+            result.cutoff.strftime("%Y-%m-%d %H:%M"),
+            str(result.rows),
+            str(result.duration_ms),
+            result.note or "",
+        )
+    out.print(table)
+
+
+@retention_app.command("status")
+def retention_status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Per activity: the oldest stored record against the promised limit (exit 1 if overdue)."""
+    from gardien.retention.service import State as RetentionState
+    from gardien.retention.service import retention_status
+
+    with running() as state, state.sessions() as session:
+        rows = list(retention_status(session, state.register, state.stores, state.clock))
+    if as_json:
+        sys.stdout.write(
+            json.dumps(
+                [
+                    {
+                        "activity": r.activity,
+                        "store": r.store,
+                        "period": r.period,
+                        "limit": r.limit.isoformat(),
+                        "oldest": r.oldest.isoformat() if r.oldest else None,
+                        "state": r.state.value,
+                        "last_run": r.last_run.isoformat() if r.last_run else None,
+                        "note": r.note,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+            + "\n"
+        )
+    else:
+        table = Table("activity", "store", "period", "oldest record", "limit", "state", "last run")
+        for r in rows:
+            table.add_row(
+                r.activity,
+                r.store,
+                r.period,
+                r.oldest.strftime("%Y-%m-%d") if r.oldest else "-",
+                r.limit.strftime("%Y-%m-%d"),
+                r.state.value,
+                r.last_run.strftime("%Y-%m-%d %H:%M") if r.last_run else "never",
+            )
+        out.print(table)
+    if any(r.state is RetentionState.overdue for r in rows):
+        raise typer.Exit(1)

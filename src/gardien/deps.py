@@ -1,0 +1,55 @@
+"""What a request handler may ask for: the running Gardien's state and a database session.
+
+Domain routes depend on these instead of importing ``web``; ``web.app`` fills ``State`` at
+start-up. The session dependency owns the request's transaction: it commits once when the
+handler returns and rolls back when it raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from jinja2 import Environment
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gardien.config import Settings
+from gardien.register.schema import Register
+from gardien.retention.stores import StoreRegistry
+from gardien.storage.clock import Clock
+from gardien.storage.database import unit_of_work
+from gardien.storage.subjects import ProviderRegistry
+
+
+@dataclass
+class State:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    register: Register
+    clock: Clock
+    templates: dict[str, Environment]
+    stores: StoreRegistry
+    providers: ProviderRegistry
+    secret: bytes
+    caches: dict[str, Any] = field(default_factory=dict)
+
+    def env(self, language: str) -> Environment:
+        return self.templates.get(language) or self.templates[self.register.languages.default]
+
+
+def get_state(request: Request) -> State:
+    state: State = request.app.state.gardien
+    return state
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with unit_of_work(get_state(request).sessions) as session:
+        yield session
+
+
+AppState = Annotated[State, Depends(get_state)]
+DbSession = Annotated[Session, Depends(get_session)]

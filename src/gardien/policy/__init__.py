@@ -1,0 +1,1 @@
+"""The privacy policy, generated from the register: documents, versions, renderers, Art. 30."""

@@ -1,0 +1,284 @@
+"""The processing register's shape: every key a register may hold, strictly typed.
+
+Pydantic checks types, required keys and unknown keys (``extra="forbid"``: a key nobody
+declared is an error). Cross-field rules that need the whole document (languages, references,
+advertising, exemptions) live in ``validation.py`` so their messages can name the exact field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+
+Text = dict[str, str]
+"""Translatable text: a mapping of language code to text, e.g. ``{en: ..., fr: ..., ro: ...}``."""
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+Duration = Annotated[str, StringConstraints(min_length=2, max_length=40)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LegalBasis(StrEnum):
+    """The six lawful bases of GDPR Art. 6(1)."""
+
+    consent = "consent"
+    contract = "contract"
+    legal_obligation = "legal_obligation"
+    vital_interests = "vital_interests"
+    public_task = "public_task"
+    legitimate_interests = "legitimate_interests"
+
+
+ARTICLE_6 = {
+    LegalBasis.consent: "6(1)(a)",
+    LegalBasis.contract: "6(1)(b)",
+    LegalBasis.legal_obligation: "6(1)(c)",
+    LegalBasis.vital_interests: "6(1)(d)",
+    LegalBasis.public_task: "6(1)(e)",
+    LegalBasis.legitimate_interests: "6(1)(f)",
+}
+
+
+class RetentionTrigger(StrEnum):
+    """The event from which a retention period runs."""
+
+    collected = "collected"
+    last_activity = "last_activity"
+    consent_given = "consent_given"
+    case_closed = "case_closed"
+    account_closed = "account_closed"
+    created = "created"
+
+
+class RetentionAction(StrEnum):
+    delete = "delete"
+    anonymise = "anonymise"
+    archive = "archive"  # accepted by the schema so validation can refuse it with a reason
+
+
+class Party(StrEnum):
+    first = "first"
+    third = "third"
+
+
+class RecipientRole(StrEnum):
+    internal = "internal"
+    group_company = "group_company"
+    processor = "processor"
+    controller = "controller"
+    authority = "authority"
+    advertising = "advertising"
+
+
+class Channel(StrEnum):
+    email = "email"
+    post = "post"
+    portal = "portal"
+    cookie_panel = "cookie_panel"
+    form = "form"
+
+
+class Right(StrEnum):
+    access = "access"
+    rectification = "rectification"
+    erasure = "erasure"
+    restriction = "restriction"
+    portability = "portability"
+    objection = "objection"
+    withdraw_consent = "withdraw_consent"
+    post_mortem = "post_mortem"
+    complaint = "complaint"
+
+
+class Address(Strict):
+    street: str
+    postcode: str
+    city: str
+    region: str | None = None
+    country: CountryCode
+
+
+class Person(Strict):
+    name: str | None = None
+    email: str
+    address: Address | None = None
+    phone: str | None = None
+
+
+class Operator(Strict):
+    legal_name: str
+    brand: str
+    group: str | None = None
+    registration_number: str
+    addresses: list[Address] = Field(min_length=1)
+    contact_email: str
+    dpo: Person
+    website: str
+    no_advertising: StrictBool = False
+    commitment: Text
+    terms_url: str | None = None
+
+
+class Hosting(Strict):
+    name: str
+    registration_number: str | None = None
+    address: Address
+    location: CountryCode
+    region: Text
+    certifications: list[str] = Field(min_length=1)
+    laws: list[Text] = Field(default_factory=list)
+
+
+class SupervisoryAuthority(Strict):
+    name: Text
+    short_name: str
+    address: Address
+    phone: str
+    fax: str | None = None
+    email: str
+    website: str
+    complaint_url: str
+    note: Text | None = None
+
+
+class Languages(Strict):
+    default: Identifier
+    available: list[Identifier] = Field(min_length=1)
+
+
+class LegalBasisSpec(Strict):
+    basis: LegalBasis
+    interest: Text | None = None
+    """Required for legitimate interests: the interest pursued (Art. 13(1)(d))."""
+    special_category_condition: str | None = None
+
+
+class DataCategory(Strict):
+    id: Identifier
+    name: Text
+    fields: list[Identifier] = Field(min_length=1)
+    special_category: StrictBool = False
+
+
+class Recipient(Strict):
+    id: Identifier
+    name: Text
+    role: RecipientRole
+    location: CountryCode | None = None
+    """Where the recipient processes the data; required (validation reports its absence)."""
+
+
+class Transfer(Strict):
+    recipient: Identifier
+    country: CountryCode
+    safeguard: Text
+
+
+class LegalHold(Strict):
+    """Suspends the purge of an activity until ``expires`` (legal-requirements §8.5)."""
+
+    reason: str
+    owner: str
+    expires: dt.date
+
+
+class Retention(Strict):
+    period: Duration
+    trigger: RetentionTrigger
+    action: RetentionAction
+    description: Text
+
+
+class Requirement(Strict):
+    """Art. 13(2)(e): whether providing the data is required, and what happens if not."""
+
+    mandatory: StrictBool
+    consequence: Text
+
+
+class Activity(Strict):
+    id: Identifier
+    name: Text
+    purposes: list[Text] = Field(min_length=1)
+    legal_basis: LegalBasisSpec
+    data_subjects: list[Text] = Field(min_length=1)
+    data_categories: list[DataCategory] = Field(min_length=1)
+    source: Text
+    recipients: list[Recipient] = Field(default_factory=list)
+    transfers: list[Transfer] = Field(default_factory=list)
+    retention: Retention
+    security_measures: list[Text] = Field(min_length=1)
+    storage: Identifier
+    """The Gardien store that holds this activity's data (``retention status`` reports it)."""
+    requirement: Requirement
+    automated_decisions: StrictBool = False
+    withdrawal: list[Channel] = Field(default_factory=list)
+    """How consent is withdrawn; required when the legal basis is consent."""
+    added: StrictBool = False
+    """Declared by Gardien itself where the seed policy was silent; shown as such."""
+    legal_holds: list[LegalHold] = Field(default_factory=list)
+
+
+class Cookie(Strict):
+    name: str
+    pattern: StrictBool = False
+    provider: str
+    party: Party
+    category: Identifier
+    purpose: Text
+    duration: Duration
+    """ISO 8601 duration, or ``session``."""
+    consent_required: StrictBool
+    activity: Identifier | None = None
+
+
+class ConsentCategory(Strict):
+    id: Identifier
+    title: Text
+    description: Text
+    strictly_necessary: StrictBool = False
+    advertising: StrictBool = False
+    signals: list[str] = Field(default_factory=list)
+
+
+class ConsentSettings(Strict):
+    lifetime: Duration
+    """How long a decision is kept before the banner asks again (seed: six months)."""
+
+
+class RightsSection(Strict):
+    channels: list[Channel] = Field(min_length=1)
+    email: str
+    postal_address: Address
+    postal_recipient: str
+    portal_path: str = "/rights"
+    offered: list[Right] = Field(min_length=1)
+    identity_check: Text
+    response_time: Text
+
+
+class PolicySection(Strict):
+    title: Text
+    introduction: Text
+    laws: list[Text] = Field(default_factory=list)
+    updates: Text
+
+
+class Register(Strict):
+    operator: Operator
+    hosting: Hosting
+    supervisory_authority: SupervisoryAuthority
+    languages: Languages
+    policy: PolicySection
+    activities: list[Activity] = Field(min_length=1)
+    cookies: list[Cookie] = Field(default_factory=list)
+    consent_categories: list[ConsentCategory] = Field(default_factory=list)
+    consent: ConsentSettings | None = None
+    rights: RightsSection

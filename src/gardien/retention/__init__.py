@@ -1,0 +1,1 @@
+"""Retention: every activity's data purged on the register's calendar, with receipts."""

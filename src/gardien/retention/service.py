@@ -1,0 +1,237 @@
+"""Run the register's retention rules against the stores, and report how close each is.
+
+A run takes the ``retention`` job lease (one instance at a time), then for each activity:
+skips it if a legal hold is in force or its store is not built yet, otherwise deletes or
+anonymises due rows in chunks, each chunk its own short transaction so no write path waits
+long, and finally writes one ``PurgeReceipt``. Running twice purges nothing the second time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gardien.register.durations import parse_period
+from gardien.register.schema import Activity, LegalHold, Register
+from gardien.retention.models import PurgeReceipt
+from gardien.retention.stores import StoreRegistry
+from gardien.storage.clock import Clock
+from gardien.storage.database import unit_of_work
+from gardien.storage.locks import job_lease
+
+JOB_NAME = "retention"
+DEFAULT_CHUNK = 500
+
+
+class Outcome(StrEnum):
+    purged = "purged"
+    dry_run = "dry_run"
+    held = "held"
+    not_implemented = "not_implemented"
+    unsupported = "unsupported"
+
+
+@dataclass(frozen=True)
+class ActivityResult:
+    activity: str
+    store: str
+    outcome: Outcome
+    cutoff: dt.datetime
+    rows: int
+    chunks: int
+    duration_ms: int
+    note: str | None = None
+
+
+Progress = Callable[[str, int], None]
+"""Called with (activity id, rows so far) after each chunk, for progress bars."""
+
+
+def active_hold(activity: Activity, today: dt.date) -> LegalHold | None:
+    return next((h for h in activity.legal_holds if h.expires >= today), None)
+
+
+def unsupported_reason(activity: Activity, stores: StoreRegistry) -> str | None:
+    store = stores.get(activity.storage)
+    if store is None:
+        return f"store {activity.storage!r} is not implemented yet"
+    if activity.retention.trigger not in store.triggers:
+        return f"store {activity.storage!r} cannot honour trigger {activity.retention.trigger}"
+    if activity.retention.action not in store.actions:
+        return f"store {activity.storage!r} cannot {activity.retention.action}"
+    return None
+
+
+def _purge_activity(
+    sessions: sessionmaker[Session],
+    activity: Activity,
+    stores: StoreRegistry,
+    now: dt.datetime,
+    dry_run: bool,
+    chunk_size: int,
+    progress: Progress | None,
+) -> ActivityResult:
+    started = time.monotonic()
+    cutoff = parse_period(activity.retention.period).before(now)
+    store = stores.get(activity.storage)
+
+    def result(
+        outcome: Outcome, rows: int = 0, chunks: int = 0, note: str | None = None
+    ) -> ActivityResult:
+        elapsed = int((time.monotonic() - started) * 1000)
+        return ActivityResult(
+            activity.id, activity.storage, outcome, cutoff, rows, chunks, elapsed, note
+        )
+
+    reason = unsupported_reason(activity, stores)
+    if store is None or reason:
+        outcome = Outcome.not_implemented if store is None else Outcome.unsupported
+        return result(outcome, note=reason)
+    hold = active_hold(activity, now.date())
+    if hold is not None:
+        return result(
+            Outcome.held, note=f"legal hold until {hold.expires}: {hold.reason} ({hold.owner})"
+        )
+    trigger, action = activity.retention.trigger, activity.retention.action
+    if dry_run:
+        with sessions() as session:
+            due = store.count_due(session, trigger, cutoff)
+        return result(Outcome.dry_run, rows=due)
+    total = chunks = 0
+    while True:
+        with unit_of_work(sessions) as session:
+            affected = store.purge_chunk(session, trigger, action, cutoff, chunk_size)
+        total += affected
+        chunks += 1
+        if progress:
+            progress(activity.id, total)
+        if affected < chunk_size:
+            break
+    return result(Outcome.purged, rows=total, chunks=chunks)
+
+
+def run_retention(
+    sessions: sessionmaker[Session],
+    register: Register,
+    stores: StoreRegistry,
+    clock: Clock,
+    *,
+    dry_run: bool = False,
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: Progress | None = None,
+) -> list[ActivityResult]:
+    """Apply every activity's retention; raises ``LockBusy`` if another instance is running it."""
+    run_id = uuid.uuid4().hex
+    results: list[ActivityResult] = []
+    with job_lease(sessions, JOB_NAME, clock, ttl=dt.timedelta(hours=6)):
+        for activity in register.activities:
+            started_at = clock.now()
+            outcome = _purge_activity(
+                sessions, activity, stores, started_at, dry_run, chunk_size, progress
+            )
+            results.append(outcome)
+            if dry_run:
+                continue
+            with unit_of_work(sessions) as session:
+                session.add(
+                    PurgeReceipt(
+                        run_id=run_id,
+                        activity=activity.id,
+                        store=activity.storage,
+                        action=activity.retention.action.value,
+                        period=activity.retention.period,
+                        trigger=activity.retention.trigger.value,
+                        cutoff=outcome.cutoff,
+                        status=outcome.outcome.value,
+                        rows_affected=outcome.rows,
+                        chunks=outcome.chunks,
+                        started_at=started_at,
+                        finished_at=started_at + dt.timedelta(milliseconds=outcome.duration_ms),
+                        duration_ms=outcome.duration_ms,
+                        note=outcome.note,
+                    )
+                )
+    return results
+
+
+class State(StrEnum):
+    within_limit = "within limit"
+    overdue = "OVERDUE"
+    empty = "empty"
+    held = "held"
+    not_implemented = "not implemented"
+
+
+@dataclass(frozen=True)
+class ActivityStatus:
+    activity: str
+    store: str
+    period: str
+    limit: dt.datetime
+    oldest: dt.datetime | None
+    state: State
+    last_run: dt.datetime | None
+    note: str | None = None
+
+    @property
+    def oldest_age_days(self) -> float | None:
+        if self.oldest is None:
+            return None
+        return (self.limit - self.oldest).total_seconds() / 86400
+
+
+def retention_status(
+    session: Session, register: Register, stores: StoreRegistry, clock: Clock
+) -> Iterator[ActivityStatus]:
+    """Per activity: the oldest stored record against the promised limit."""
+    now = clock.now()
+    last_runs: dict[str, dt.datetime] = {
+        activity: finished
+        for activity, finished in session.execute(
+            select(PurgeReceipt.activity, func.max(PurgeReceipt.finished_at)).group_by(
+                PurgeReceipt.activity
+            )
+        ).tuples()
+    }
+    for activity in register.activities:
+        period = parse_period(activity.retention.period)
+        cutoff = period.before(now)
+        store = stores.get(activity.storage)
+        reason = unsupported_reason(activity, stores)
+
+        def status(
+            state: State,
+            oldest: dt.datetime | None,
+            note: str | None,
+            activity: Activity = activity,
+        ) -> ActivityStatus:
+            return ActivityStatus(
+                activity=activity.id,
+                store=activity.storage,
+                period=activity.retention.period,
+                limit=cutoff,
+                oldest=oldest,
+                state=state,
+                last_run=last_runs.get(activity.id),
+                note=note,
+            )
+
+        if store is None or reason:
+            yield status(State.not_implemented, None, reason)
+            continue
+        oldest = store.oldest(session, activity.retention.trigger)
+        hold = active_hold(activity, now.date())
+        if oldest is None:
+            state = State.empty
+        elif oldest < cutoff:
+            state = State.held if hold else State.overdue
+        else:
+            state = State.within_limit
+        yield status(state, oldest, hold.reason if hold else None)

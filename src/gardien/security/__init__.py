@@ -1,0 +1,1 @@
+"""Security: rate limits today; admin accounts, MFA, encryption and audit build on it."""

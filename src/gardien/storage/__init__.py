@@ -1,0 +1,1 @@
+"""Infrastructure shared by every domain: engine, sessions, Base, UTC time, clock, locks."""

@@ -1,0 +1,113 @@
+"""The contract every store of personal data honours for data-subject requests.
+
+A *subject provider* answers, for one person identified by what Gardien knows of them (an
+e-mail, a phone, a consent id, an analytics visitor id), the six operations the rights
+workflow needs: find, export, rectify, erase, restrict, object. Each domain that stores
+personal data registers one; ``uncovered_tables`` is what the coverage test checks, so a new
+table marked ``info={"personal_data": True}`` without a provider fails the build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from sqlalchemy import MetaData
+from sqlalchemy.orm import Session
+
+from gardien.storage.base import PERSONAL_DATA
+
+JsonScalar = str | int | float | bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectIdentity:
+    """Who a request is about; at least one identifier is set."""
+
+    email: str | None = None
+    phone: str | None = None
+    consent_id: str | None = None
+    visitor_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not any((self.email, self.phone, self.consent_id, self.visitor_id)):
+            raise ValueError("a subject identity needs at least one identifier")
+
+    def __repr__(self) -> str:  # never print the identifiers themselves
+        present = [n for n in ("email", "phone", "consent_id", "visitor_id") if getattr(self, n)]
+        return f"SubjectIdentity({', '.join(present)})"
+
+
+@dataclass(frozen=True, slots=True)
+class FoundRecords:
+    """What a provider holds about a subject: counts per activity, no values."""
+
+    provider: str
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureOutcome:
+    provider: str
+    erased: int
+    kept: int = 0
+    kept_reason: str | None = None
+
+
+@runtime_checkable
+class SubjectProvider(Protocol):
+    """One domain's answer to data-subject requests. Methods flush, never commit."""
+
+    name: str
+    tables: frozenset[str]
+
+    def find(self, session: Session, subject: SubjectIdentity) -> FoundRecords: ...
+
+    def export(
+        self, session: Session, subject: SubjectIdentity
+    ) -> dict[str, list[dict[str, JsonScalar]]]: ...
+
+    def rectify(
+        self, session: Session, subject: SubjectIdentity, corrections: Mapping[str, str]
+    ) -> int: ...
+
+    def erase(self, session: Session, subject: SubjectIdentity) -> ErasureOutcome: ...
+
+    def restrict(self, session: Session, subject: SubjectIdentity, restricted: bool) -> int: ...
+
+    def object(self, session: Session, subject: SubjectIdentity, activity_id: str) -> int: ...
+
+
+class ProviderRegistry:
+    """The providers of one running Gardien, in registration order."""
+
+    def __init__(self, providers: Iterable[SubjectProvider] = ()) -> None:
+        self._providers: dict[str, SubjectProvider] = {}
+        for provider in providers:
+            self.register(provider)
+
+    def register(self, provider: SubjectProvider) -> None:
+        if provider.name in self._providers:
+            raise ValueError(f"provider {provider.name!r} is registered twice")
+        self._providers[provider.name] = provider
+
+    @property
+    def providers(self) -> list[SubjectProvider]:
+        return list(self._providers.values())
+
+    def covered_tables(self) -> frozenset[str]:
+        return frozenset().union(*(p.tables for p in self._providers.values()))
+
+    def uncovered_tables(self, metadata: MetaData) -> list[str]:
+        """Tables marked as holding personal data that no provider answers for."""
+        covered = self.covered_tables()
+        return sorted(
+            name
+            for name, table in metadata.tables.items()
+            if table.info.get(PERSONAL_DATA) and name not in covered
+        )

@@ -1,0 +1,1 @@
+"""The composition root for HTTP: mounts every domain's routes, middleware and layouts."""

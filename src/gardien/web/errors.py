@@ -1,0 +1,107 @@
+"""Errors as people and programs expect them: styled pages for browsers, JSON for APIs.
+
+Validation errors never echo the submitted value (it may be personal data): only the field
+and the reason. A 500 logs the exception type, not its message.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gardien.deps import get_state
+from gardien.errors import GardienError, TooManyRequests
+from gardien.i18n import negotiate
+
+log = logging.getLogger("gardien.errors")
+
+
+def _wants_json(request: Request) -> bool:
+    if request.url.path.startswith("/api/") or request.url.path.endswith(".json"):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _page(request: Request, status: int, title: str, detail: str) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"error": title, "detail": detail}, status_code=status)
+    try:
+        state = get_state(request)
+        languages = state.register.languages
+        language = negotiate(
+            request.query_params.get("lang"),
+            request.headers.get("accept-language"),
+            languages.available,
+            languages.default,
+        )
+        html = (
+            state.env(language)
+            .get_template("error.html")
+            .render(status=status, title=title, detail=detail, languages=[], path="/")
+        )
+    except Exception:  # noqa: BLE001 - the error page must never fail itself
+        html = f"<!doctype html><title>{status}</title><h1>{status}</h1>"
+    return HTMLResponse(html, status_code=status)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(GardienError)
+    async def domain_error(request: Request, exc: GardienError) -> Response:
+        response = _page(request, exc.status, exc.code, exc.message)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        titles = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        detail = str(exc.detail) if exc.status_code != 404 else "This page does not exist."
+        response = _page(request, exc.status_code, titles.get(exc.status_code, "error"), detail)
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = [
+            {"field": ".".join(str(p) for p in error["loc"]), "reason": error["msg"]}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"error": "invalid_request", "problems": problems}, status_code=422)
+
+
+class CatchAll:
+    """Turns an unexpected exception into the styled 500 page *inside* the header middleware,
+    so even error pages carry the security headers (Starlette's own handler sits outside)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.error("unhandled error", extra={"error": type(exc).__name__})
+            if started:
+                raise
+            response = _page(
+                Request(scope), 500, "internal_error", "Something went wrong on our side."
+            )
+            await response(scope, receive, send)

@@ -1,0 +1,159 @@
+"""Pure ASGI middleware: security headers, request-size limit, access log without personal data."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("gardien.access")
+
+
+def content_security_policy(frame_ancestors: Iterable[str]) -> str:
+    ancestors = " ".join(["'self'", *frame_ancestors])
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+        f"form-action 'self'; frame-ancestors {ancestors}"
+    )
+
+
+class SecurityHeaders:
+    """Adds the headers every response needs; HSTS only when served over https."""
+
+    def __init__(self, app: ASGIApp, *, csp: str, always_https: bool = False) -> None:
+        self.app = app
+        self.always_https = always_https
+        self.headers = [
+            (b"content-security-policy", csp.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"strict-origin-when-cross-origin"),
+            (b"x-frame-options", b"SAMEORIGIN"),
+            (
+                b"permissions-policy",
+                b"camera=(), microphone=(), geolocation=(), interest-cohort=()",
+            ),
+            (b"cross-origin-opener-policy", b"same-origin"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        https = self.always_https or scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [h for h in self.headers if h[0] not in present]
+                if https:
+                    headers.append(
+                        (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+                    )
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodySizeLimit:
+    """Refuses bodies over ``max_bytes`` with 413, whether or not Content-Length is declared."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _plain_error(send, 400, b"invalid Content-Length")
+                    return
+                if declared > self.max_bytes:
+                    await _plain_error(send, 413, b"request body too large")
+                    return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await _plain_error(send, 413, b"request body too large")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _plain_error(send: Send, status: int, body: bytes) -> None:
+    payload = b'{"error":"' + body + b'"}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class AccessLog:
+    """One JSON line per request: method, path (no query string), status, duration. No IP."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "route": path,
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
