@@ -7,7 +7,9 @@ new strings and updates the catalogs; a test fails on any missing, empty or fuzz
 
 from __future__ import annotations
 
+import gettext
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -19,17 +21,27 @@ SOURCE_LANGUAGE = "en"
 DOMAIN = "messages"
 
 
+def _english_plural(n: int) -> int:
+    return 0 if n == 1 else 1
+
+
 @dataclass(frozen=True)
 class Translator:
     language: str
     messages: dict[str, str] = field(default_factory=dict)
+    plurals: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    plural_form: Callable[[int], int] = _english_plural
 
     def gettext(self, message: str) -> str:
         return self.messages.get(message) or message
 
     def ngettext(self, singular: str, plural: str, n: int) -> str:
-        key = singular if n == 1 else plural
-        return self.messages.get(key) or key
+        """The form the language uses for ``n`` (Romanian has three: 1 zi, 2 zile, 20 de zile)."""
+        forms = self.plurals.get(singular)
+        if not forms:
+            return singular if n == 1 else plural
+        index = self.plural_form(n)
+        return forms[index] if index < len(forms) and forms[index] else forms[-1]
 
 
 def catalog_path(language: str) -> Path:
@@ -44,19 +56,18 @@ def translator(language: str) -> Translator:
     with path.open("rb") as handle:
         catalog = read_po(handle, locale=language)
     messages: dict[str, str] = {}
+    plurals: dict[str, tuple[str, ...]] = {}
     for message in catalog:
         if not message.id or message.fuzzy:
             continue
-        if isinstance(message.id, tuple):
-            singular, plural = message.id[0], message.id[1]
-            strings = message.string if isinstance(message.string, tuple) else (message.string,)
-            if strings and strings[0]:
-                messages[singular] = strings[0]
-            if len(strings) > 1 and strings[-1]:
-                messages[plural] = strings[-1]
+        if isinstance(message.id, (tuple, list)):
+            strings = message.string
+            if isinstance(strings, (tuple, list)) and all(strings):
+                plurals[str(message.id[0])] = tuple(str(s) for s in strings)
         elif message.string:
-            messages[message.id] = str(message.string)
-    return Translator(language, messages)
+            messages[str(message.id)] = str(message.string)
+    plural_form: Callable[[int], int] = gettext.c2py(catalog.plural_expr)
+    return Translator(language, messages, plurals, plural_form)
 
 
 _ACCEPT_ITEM = re.compile(

@@ -56,7 +56,8 @@ def test_seed_register_is_valid() -> None:
     assert register.activities[1].retention.period == "P6M"
     assert register.activities[1].legal_basis.basis.value == "legitimate_interests"
     assert all(a.added for a in register.activities[2:])
-    assert register.consent is not None and register.consent.lifetime == "P6M"
+    assert register.consent is not None
+    assert register.consent.lifetime == "P6M"
     assert register.supervisory_authority.short_name == "ANSPDCP"
     assert {r.value for r in register.rights.offered} >= {
         "access",
@@ -86,7 +87,8 @@ def test_unknown_key_is_an_error_with_its_line(tmp_path: Path) -> None:
     line = line_of(text, "colour: blue")
     assert any(
         p.endswith(
-            f":{line}: operator.colour: unknown key (not part of the register format; see docs/register.md)"
+            f":{line}: operator.colour: unknown key "
+            "(not part of the register format; see docs/register.md)"
         )
         for p in problems
     ), problems
@@ -189,9 +191,9 @@ def test_consent_based_activity_needs_withdrawal(tmp_path: Path) -> None:
         data["activities"][0]["withdrawal"] = []
 
     problems = problems_of(tmp_path, edit(mutate))
+    assert problems
     assert (
-        problems
-        and "activities[0].withdrawal: a consent-based activity needs a way to withdraw consent"
+        "activities[0].withdrawal: a consent-based activity needs a way to withdraw consent"
         in problems[0]
     )
 

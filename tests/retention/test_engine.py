@@ -14,7 +14,8 @@ from gardien.deps import State
 from gardien.register.loader import load_register
 from gardien.register.schema import Register
 from gardien.retention.models import PurgeReceipt
-from gardien.retention.service import Outcome, State as Status, retention_status, run_retention
+from gardien.retention.service import Outcome, retention_status, run_retention
+from gardien.retention.service import State as Status
 from gardien.retention.stores import StoreRegistry
 from gardien.storage.clock import FrozenClock
 from gardien.storage.locks import LockBusy, acquire, holder_id
@@ -111,10 +112,11 @@ def test_day_91_rows_go_day_89_rows_stay_with_a_receipt(sample_state: State) -> 
     assert receipt.rows_affected == 3
     assert receipt.status == "purged"
     assert receipt.cutoff == sample_state.clock.now() - dt.timedelta(days=90)
-    assert (
-        receipt.period == "P90D" and receipt.trigger == "collected" and receipt.action == "delete"
-    )
-    assert receipt.duration_ms >= 0 and receipt.started_at == sample_state.clock.now()
+    assert receipt.period == "P90D"
+    assert receipt.trigger == "collected"
+    assert receipt.action == "delete"
+    assert receipt.duration_ms >= 0
+    assert receipt.started_at == sample_state.clock.now()
 
 
 def test_exact_boundary_moves_on_the_day(sample_state: State, clock: FrozenClock) -> None:
@@ -176,7 +178,8 @@ def test_legal_hold_suspends_the_purge_until_it_expires(
     args = (sample_state.sessions, sample_state.register, sample_state.stores, clock)
     result = next(r for r in run_retention(*args) if r.activity == "sample_activity")
     assert result.outcome is Outcome.held
-    assert result.note and "litigation 2026-17" in result.note
+    assert result.note
+    assert "litigation 2026-17" in result.note
     assert remaining(sample_state) == [100]
     with sample_state.sessions() as session:
         status = next(
@@ -187,7 +190,8 @@ def test_legal_hold_suspends_the_purge_until_it_expires(
     assert status.state is Status.held
     clock.advance(dt.timedelta(days=18))  # 2 February: the hold has expired
     result = next(r for r in run_retention(*args) if r.activity == "sample_activity")
-    assert result.outcome is Outcome.purged and result.rows == 1
+    assert result.outcome is Outcome.purged
+    assert result.rows == 1
 
 
 def test_status_shows_overdue_then_within_limit(sample_state: State) -> None:

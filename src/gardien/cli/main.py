@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gardien.config import Settings
@@ -44,8 +44,14 @@ for group, name in (
 ):
     app.add_typer(group, name=name)
 
-out = Console()
-err = Console(stderr=True)
+
+def out() -> Console:
+    """A console sized for the terminal (or ``COLUMNS``) at the time of printing."""
+    return Console()
+
+
+def err() -> Console:
+    return Console(stderr=True)
 
 
 class Lang(StrEnum):
@@ -68,7 +74,7 @@ class ExportFormat(StrEnum):
 
 def fail(lines: list[str] | str, code: int = 2) -> NoReturn:
     for line in [lines] if isinstance(lines, str) else lines:
-        err.print(line, markup=False, highlight=False, soft_wrap=True)
+        err().print(line, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -166,14 +172,14 @@ def db_upgrade() -> None:
         upgrade(engine)
     finally:
         engine.dispose()
-    out.print("database is at the latest schema")
+    out().print("database is at the latest schema")
 
 
 @keys_app.command("init")
 def keys_init() -> None:
     """Create the keys file (mode 0600) if it does not exist."""
     path, created = init_keys(settings())
-    out.print(f"{'created' if created else 'kept existing'} {path}")
+    out().print(f"{'created' if created else 'kept existing'} {path}")
 
 
 @register_app.command("check")
@@ -201,8 +207,9 @@ def register_check(
                 problems.append(str(located.problem(("activities", index, "storage"), reason)))
         if problems:
             fail(problems)
-    out.print(
-        f"{path}: valid ({len(register.activities)} activities, {len(register.cookies)} cookies)"
+    out().print(
+        f"{path}: valid ({len(register.activities)} activities, {len(register.cookies)} cookies)",
+        soft_wrap=True,
     )
 
 
@@ -266,9 +273,9 @@ def policy_publish() -> None:
         before = _latest(state)
         number = publish_policy(state, "cli")
     if number == before:
-        out.print(f"policy unchanged: version {number} stays in force")
+        out().print(f"policy unchanged: version {number} stays in force")
     else:
-        out.print(f"published policy version {number}")
+        out().print(f"published policy version {number}")
 
 
 def _latest(state: State) -> int | None:
@@ -293,7 +300,7 @@ def policy_versions() -> None:
             version.content_hash,
             version.published_by,
         )
-    out.print(table if versions else "no version published yet")
+    out().print(table if versions else "no version published yet")
 
 
 @retention_app.command("run")
@@ -311,10 +318,10 @@ def retention_run(
             BarColumn(),
             TextColumn("{task.completed} rows"),
             TimeElapsedColumn(),
-            console=err,
+            console=err(),
             transient=True,
         ) as progress:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def advance(activity: str, rows: int) -> None:
                 if activity not in tasks:
@@ -343,7 +350,7 @@ def retention_run(
             str(result.duration_ms),
             result.note or "",
         )
-    out.print(table)
+    out().print(table)
 
 
 @retention_app.command("status")
@@ -388,6 +395,6 @@ def retention_status_command(
                 r.state.value,
                 r.last_run.strftime("%Y-%m-%d %H:%M") if r.last_run else "never",
             )
-        out.print(table)
+        out().print(table)
     if any(r.state is RetentionState.overdue for r in rows):
         raise typer.Exit(1)

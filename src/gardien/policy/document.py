@@ -437,7 +437,9 @@ class _Builder:
             if items
             else [self._("Your data are not transferred outside the European Economic Area.")]
         )
-        return Section("transfers", self._("Transfers outside the EEA"), paragraphs, items)
+        return Section(
+            "transfers", self._("Transfers outside the EEA"), paragraphs=paragraphs, items=items
+        )
 
     def retention(self) -> Section:
         items = [

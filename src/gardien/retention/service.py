@@ -192,46 +192,40 @@ def retention_status(
 ) -> Iterator[ActivityStatus]:
     """Per activity: the oldest stored record against the promised limit."""
     now = clock.now()
-    last_runs: dict[str, dt.datetime] = {
-        activity: finished
-        for activity, finished in session.execute(
+    last_runs: dict[str, dt.datetime] = dict(
+        session.execute(
             select(PurgeReceipt.activity, func.max(PurgeReceipt.finished_at)).group_by(
                 PurgeReceipt.activity
             )
-        ).tuples()
-    }
+        )
+        .tuples()
+        .all()
+    )
     for activity in register.activities:
-        period = parse_period(activity.retention.period)
-        cutoff = period.before(now)
+        cutoff = parse_period(activity.retention.period).before(now)
         store = stores.get(activity.storage)
         reason = unsupported_reason(activity, stores)
-
-        def status(
-            state: State,
-            oldest: dt.datetime | None,
-            note: str | None,
-            activity: Activity = activity,
-        ) -> ActivityStatus:
-            return ActivityStatus(
-                activity=activity.id,
-                store=activity.storage,
-                period=activity.retention.period,
-                limit=cutoff,
-                oldest=oldest,
-                state=state,
-                last_run=last_runs.get(activity.id),
-                note=note,
-            )
-
+        oldest: dt.datetime | None = None
+        note: str | None = reason
         if store is None or reason:
-            yield status(State.not_implemented, None, reason)
-            continue
-        oldest = store.oldest(session, activity.retention.trigger)
-        hold = active_hold(activity, now.date())
-        if oldest is None:
-            state = State.empty
-        elif oldest < cutoff:
-            state = State.held if hold else State.overdue
+            state = State.not_implemented
         else:
-            state = State.within_limit
-        yield status(state, oldest, hold.reason if hold else None)
+            oldest = store.oldest(session, activity.retention.trigger)
+            hold = active_hold(activity, now.date())
+            note = hold.reason if hold else None
+            if oldest is None:
+                state = State.empty
+            elif oldest < cutoff:
+                state = State.held if hold else State.overdue
+            else:
+                state = State.within_limit
+        yield ActivityStatus(
+            activity=activity.id,
+            store=activity.storage,
+            period=activity.retention.period,
+            limit=cutoff,
+            oldest=oldest,
+            state=state,
+            last_run=last_runs.get(activity.id),
+            note=note,
+        )

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gardien.deps import get_state
 from gardien.errors import GardienError, TooManyRequests
 from gardien.i18n import negotiate
+from gardien.web.middleware import BodyTooLarge
 
 log = logging.getLogger("gardien.errors")
 
@@ -97,6 +98,8 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except BodyTooLarge:
+            raise
         except Exception as exc:
             log.error("unhandled error", extra={"error": type(exc).__name__})
             if started:
