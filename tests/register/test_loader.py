@@ -323,3 +323,13 @@ def test_unreadable_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
     with pytest.raises(RegisterError) as caught:
         load_register(binary)
     assert "not UTF-8" in str(caught.value)
+
+
+def test_consented_cookie_cannot_outlive_the_consent(tmp_path: Path) -> None:
+    def mutate(data: dict) -> None:  # type: ignore[type-arg]
+        pk = next(c for c in data["cookies"] if c["name"] == "_pk_id.*")
+        pk["duration"] = "P13M"
+
+    problems = problems_of(tmp_path, edit(mutate))
+    assert len(problems) == 1
+    assert "duration: a cookie set with consent cannot outlive the consent" in problems[0]

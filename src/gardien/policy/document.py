@@ -19,6 +19,7 @@ from gardien.register.schema import (
     ARTICLE_6,
     Activity,
     Address,
+    Channel,
     LegalBasis,
     Recipient,
     RecipientRole,
@@ -85,10 +86,12 @@ def _address(address: Address) -> str:
     return ", ".join(parts)
 
 
-def _join(words: list[str], t: Translator) -> str:
+def _join(words: list[str], t: Translator, *, alternatives: bool = False) -> str:
+    """``a, b and c`` (or ``a, b or c`` for alternatives) in the document's language."""
     if len(words) <= 1:
         return "".join(words)
-    return f"{', '.join(words[:-1])} {t.gettext('and')} {words[-1]}"
+    conjunction = t.gettext("or") if alternatives else t.gettext("and")
+    return f"{', '.join(words[:-1])} {conjunction} {words[-1]}"
 
 
 def _duration_words(text: str, t: Translator) -> str:
@@ -120,6 +123,10 @@ class _Builder:
         translated = self.t.gettext(message)
         return translated % values if values else translated
 
+    def labelled(self, label: str, text: str) -> str:
+        """``label: text`` with the language's punctuation (French puts a space before ':')."""
+        return self._("%(label)s: %(text)s", label=label, text=text)
+
     def basis_name(self, basis: LegalBasis) -> str:
         names = {
             LegalBasis.consent: self._("Consent"),
@@ -129,7 +136,8 @@ class _Builder:
             LegalBasis.public_task: self._("Public interest task"),
             LegalBasis.legitimate_interests: self._("Legitimate interests"),
         }
-        return f"{names[basis]} ({self._('GDPR Art.')} {ARTICLE_6[basis]})"
+        article = self._("GDPR Art. %(article)s", article=ARTICLE_6[basis])
+        return f"{names[basis]} ({article})"
 
     def role_name(self, role: RecipientRole) -> str:
         return {
@@ -140,6 +148,20 @@ class _Builder:
             RecipientRole.authority: self._("public authority"),
             RecipientRole.advertising: self._("advertising"),
         }[role]
+
+    def channel_name(self, channel: Channel) -> str:
+        rights = self.register.rights
+        return {
+            Channel.email: self._("by e-mail at %(email)s", email=rights.email),
+            Channel.post: self._(
+                "by post to %(recipient)s, %(address)s",
+                recipient=rights.postal_recipient,
+                address=_address(rights.postal_address),
+            ),
+            Channel.portal: self._("online at %(url)s", url=self._url(rights.portal_path)),
+            Channel.cookie_panel: self._("through the cookie management panel"),
+            Channel.form: self._("through the form where you gave it"),
+        }[channel]
 
     def right_text(self, right: Right) -> str:
         return {
@@ -301,10 +323,11 @@ class _Builder:
             purposes = " ".join(self.tr(p) for p in activity.purposes)
             name = self.tr(activity.name)
             if activity.added:
-                name = f"{name} ({self._('added by Gardien')})"
+                added = self._("added by Gardien")
+                name = f"{name} ({added})"
             rows.append(
                 [
-                    f"{name}: {data}",
+                    self.labelled(name, data),
                     self.basis_name(activity.legal_basis.basis),
                     purposes,
                     self.tr(activity.retention.description),
@@ -345,7 +368,7 @@ class _Builder:
 
     def legitimate_interests(self) -> Section:
         items = [
-            f"{self.tr(a.name)}: {self.tr(a.legal_basis.interest)}"
+            self.labelled(self.tr(a.name), self.tr(a.legal_basis.interest))
             for a in self.register.activities
             if a.legal_basis.basis is LegalBasis.legitimate_interests and a.legal_basis.interest
         ]
@@ -368,7 +391,10 @@ class _Builder:
                 self._("required") if activity.requirement.mandatory else self._("not required")
             )
             items.append(
-                f"{self.tr(activity.name)} ({status}): {self.tr(activity.requirement.consequence)}"
+                self.labelled(
+                    f"{self.tr(activity.name)} ({status})",
+                    self.tr(activity.requirement.consequence),
+                )
             )
         return Section(
             "required",
@@ -431,7 +457,9 @@ class _Builder:
             for transfer in activity.transfers:
                 recipient = names.get(transfer.recipient)
                 who = self.tr(recipient.name) if recipient else transfer.recipient
-                items.append(f"{who} ({transfer.country}): {self.tr(transfer.safeguard)}")
+                items.append(
+                    self.labelled(f"{who} ({transfer.country})", self.tr(transfer.safeguard))
+                )
         paragraphs = (
             [self._("Some data are transferred outside the European Economic Area:")]
             if items
@@ -443,8 +471,11 @@ class _Builder:
 
     def retention(self) -> Section:
         items = [
-            f"{self.tr(a.name)}: {self.tr(a.retention.description)} "
-            f"({_duration_words(a.retention.period, self.t)})"
+            self.labelled(
+                self.tr(a.name),
+                f"{self.tr(a.retention.description)} "
+                f"({_duration_words(a.retention.period, self.t)})",
+            )
             for a in self.register.activities
         ]
         return Section(
@@ -464,20 +495,7 @@ class _Builder:
     def rights(self) -> Section:
         rights = self.register.rights
         offered = [r for r in rights.offered if r is not Right.complaint]
-        channels: list[str] = []
-        for channel in rights.channels:
-            if channel.value == "email":
-                channels.append(self._("by e-mail at %(email)s", email=rights.email))
-            elif channel.value == "post":
-                channels.append(
-                    self._(
-                        "by post to %(recipient)s, %(address)s",
-                        recipient=rights.postal_recipient,
-                        address=_address(rights.postal_address),
-                    )
-                )
-            elif channel.value == "portal":
-                channels.append(self._("online at %(url)s", url=self._url(rights.portal_path)))
+        channels = [self.channel_name(c) for c in rights.channels]
         return Section(
             "rights",
             self._("What are your rights and remedies?"),
@@ -490,7 +508,7 @@ class _Builder:
             after=[
                 self._(
                     "To exercise these rights, contact us %(channels)s.",
-                    channels=_join(channels, self.t),
+                    channels=_join(channels, self.t, alternatives=True),
                 ),
                 self._(
                     "Please tell us which right you wish to exercise and, for a correction, "
@@ -523,7 +541,6 @@ class _Builder:
         consent_activities = [
             a for a in self.register.activities if a.legal_basis.basis is LegalBasis.consent
         ]
-        items = [self.tr(a.name) for a in consent_activities]
         paragraphs = [
             self._(
                 "Where processing is based on your consent, you can withdraw it at any time, "
@@ -531,12 +548,26 @@ class _Builder:
                 "processing carried out before it."
             )
         ]
+        items = [
+            self.labelled(
+                self.tr(a.name),
+                _join([self.channel_name(c) for c in a.withdrawal], self.t, alternatives=True),
+            )
+            for a in consent_activities
+        ]
+        if items:
+            paragraphs.append(self._("Processing based on your consent, and how to withdraw it:"))
+        after = []
         if self.register.consent_categories:
-            paragraphs.append(
+            after.append(
                 self._("For cookies, use the cookie management panel, available on every page.")
             )
         return Section(
-            "withdrawal", self._("Withdrawing your consent"), paragraphs=paragraphs, items=items
+            "withdrawal",
+            self._("Withdrawing your consent"),
+            paragraphs=paragraphs,
+            items=items,
+            after=after,
         )
 
     def complaint(self) -> Section:
@@ -544,10 +575,10 @@ class _Builder:
         contact = [
             f"{self.tr(authority.name)} ({authority.short_name})",
             _address(authority.address),
-            f"{self._('Phone')}: {authority.phone}"
-            + (f" · {self._('Fax')}: {authority.fax}" if authority.fax else ""),
-            f"{self._('E-mail')}: {authority.email} · {authority.website}",
-            f"{self._('How to complain')}: {authority.complaint_url}",
+            self._("Phone: %(phone)s", phone=authority.phone)
+            + (" · " + self._("Fax: %(fax)s", fax=authority.fax) if authority.fax else ""),
+            self._("E-mail: %(email)s", email=authority.email) + f" · {authority.website}",
+            self._("How to complain: %(url)s", url=authority.complaint_url),
         ]
         paragraphs = [
             self._("In addition, you may lodge a complaint with the supervisory authority:")
@@ -578,6 +609,24 @@ class _Builder:
             self._("Automated decisions"),
             paragraphs=paragraphs,
             items=automated,
+        )
+
+    def security(self) -> Section:
+        measures: dict[str, None] = {}
+        for activity in self.register.activities:
+            for measure in activity.security_measures:
+                measures.setdefault(self.tr(measure), None)
+        return Section(
+            "security",
+            self._("How your data are protected"),
+            paragraphs=[
+                self._(
+                    "We take appropriate technical and organisational measures to protect the "
+                    "personal data we process, whether we act as controller or processor, "
+                    "including:"
+                )
+            ],
+            items=list(measures),
         )
 
     def audience_measurement(self) -> Section | None:
@@ -641,8 +690,8 @@ class _Builder:
                 paragraphs=[
                     self._(
                         "Cookies that are strictly necessary to provide the service you ask for "
-                        "(remembering your cookie choices, securing your session, protecting "
-                        "forms) do not require your prior consent."
+                        "(remembering your cookie choices, securing your session) do not "
+                        "require your prior consent."
                     ),
                     self._(
                         "Other cookies are placed only if you accept them. Refusing them does "
@@ -693,7 +742,7 @@ class _Builder:
                 self._("Cookie categories"),
                 "cookies",
                 items=[
-                    f"{self.tr(c.title)}: {self.tr(c.description)}"
+                    self.labelled(self.tr(c.title), self.tr(c.description))
                     for c in self.register.consent_categories
                 ],
             ),
@@ -750,6 +799,7 @@ class _Builder:
             self.recipients(),
             self.transfers(),
             self.retention(),
+            self.security(),
             self.rights(),
             self.withdrawal(),
             self.post_mortem(),

@@ -174,6 +174,12 @@ def _cookie_problems(register: Register, located: Located) -> Iterator[Problem]:
     activities = {a.id for a in register.activities}
     yield from _duplicates((c.name for c in register.cookies), ("cookies",), located)
     exempt_max = parse_period(CNIL_EXEMPT_MAX)
+    lifetime = None
+    if register.consent is not None:
+        try:
+            lifetime = parse_period(register.consent.lifetime)
+        except DurationError:
+            pass  # reported by _consent_problems
     for i, cookie in enumerate(register.cookies):
         here: PathKey = ("cookies", i)
         category = categories.get(cookie.category)
@@ -196,6 +202,13 @@ def _cookie_problems(register: Register, located: Located) -> Iterator[Problem]:
                 (*here, "category"),
                 "the operator declares no_advertising, so no advertising cookie is allowed",
             )
+        if cookie.consent_required and period is not None and lifetime is not None:
+            if not period.at_most(lifetime):
+                yield located.problem(
+                    (*here, "duration"),
+                    f"a cookie set with consent cannot outlive the consent "
+                    f"(consent.lifetime is {lifetime.text})",
+                )
         if cookie.consent_required or category is None:
             continue
         if category.strictly_necessary:
