@@ -126,6 +126,7 @@ def run() -> list[Verdict]:
     )
     base_time = Spread.of([s.ready_seconds for s in baseline]).median
     base_rss = Spread.of([float(s.rss_bytes) for s in baseline]).median
+    cold_rss_median = Spread.of([float(s.rss_bytes) for s in cold]).median
     cold_time = Spread.of([s.ready_seconds for s in cold]).median
     warm_time = Spread.of([s.ready_seconds for s in warm]).median
     cold_rss = max(s.rss_bytes for s in cold)
@@ -133,7 +134,7 @@ def run() -> list[Verdict]:
     print(
         f"ratio gardien/baseline (medians): cold time x{ratio(cold_time, base_time):.2f}, "
         f"warm time x{ratio(warm_time, base_time):.2f}, "
-        f"cold RSS x{ratio(Spread.of([float(s.rss_bytes) for s in cold]).median, base_rss):.2f}"
+        f"cold RSS x{ratio(cold_rss_median, base_rss):.2f}"
     )
 
     verdicts = [

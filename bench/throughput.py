@@ -43,6 +43,7 @@ ROUNDS = 2
 BASELINE_SECONDS = 2.0
 RATIO_TARGET = 0.5
 RSS_TARGET_BYTES = 150 * MB
+COLUMNS = ("path conns req/s p50_ms p99_ms kB errors srv_CPU% gen_CPU% x/healthz target").split()
 
 
 def load(
@@ -143,22 +144,7 @@ def run() -> list[Verdict]:
                 worst = min(
                     worst, ratio(results[path].requests_per_second, healthz.requests_per_second)
                 )
-    print_table(
-        [
-            "path",
-            "conns",
-            "req/s",
-            "p50 ms",
-            "p99 ms",
-            "kB",
-            "errors",
-            "srv CPU%",
-            "gen CPU%",
-            "/healthz",
-            "≥0.5",
-        ],
-        rows,
-    )
+    print_table(COLUMNS, rows)
     gardien_healthz = measured[CONNECTIONS[0]][HEALTHZ].requests_per_second
     print(
         f"bare uvicorn /healthz, {CONNECTIONS[0]} conns: {ceiling.requests_per_second:.0f} req/s "

@@ -29,6 +29,7 @@ class State:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    readers: sessionmaker[Session]
     register: Register
     clock: Clock
     templates: dict[str, Environment]
@@ -41,15 +42,27 @@ class State:
         return self.templates.get(language) or self.templates[self.register.languages.default]
 
 
-def get_state(request: Request) -> State:
+async def get_state(request: Request) -> State:
+    return state_of(request)
+
+
+def state_of(request: Request) -> State:
     state: State = request.app.state.gardien
     return state
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    with unit_of_work(get_state(request).sessions) as session:
+    with unit_of_work(state_of(request).sessions) as session:
+        yield session
+
+
+def get_reader(request: Request) -> Iterator[Session]:
+    with state_of(request).readers() as session:
         yield session
 
 
 AppState = Annotated[State, Depends(get_state)]
 DbSession = Annotated[Session, Depends(get_session)]
+"""A read-write session; the request's transaction commits once when the handler returns."""
+ReadSession = Annotated[Session, Depends(get_reader)]
+"""A read-only session for pages and reports; never takes SQLite's write lock."""

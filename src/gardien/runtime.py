@@ -13,7 +13,7 @@ from gardien.register.schema import Register
 from gardien.retention.stores import RetentionStore, StoreRegistry
 from gardien.security.keys import load_keys
 from gardien.storage.clock import Clock, SystemClock
-from gardien.storage.database import engine_from_settings, session_factory
+from gardien.storage.database import engine_from_settings, reader_factory, session_factory
 from gardien.storage.subjects import ProviderRegistry, SubjectProvider
 from gardien.web.templating import make_environments
 
@@ -43,6 +43,7 @@ def build_state(
         settings=settings,
         engine=engine,
         sessions=session_factory(engine),
+        readers=reader_factory(engine),
         register=register,
         clock=clock or SystemClock(),
         templates=make_environments(register.languages.available),

@@ -129,8 +129,7 @@ def serve(
     from gardien import logs
     from gardien.app import create_app
     from gardien.runtime import build_state
-    from gardien.storage.migrate import pending
-    from gardien.storage.migrate import upgrade as do_upgrade
+    from gardien.storage.migrate import pending, upgrade_fast
 
     config = settings()
     logs.configure(config.log_level)
@@ -142,7 +141,7 @@ def serve(
     try:
         if pending(state.engine):
             if config.is_sqlite or upgrade:
-                do_upgrade(state.engine)
+                upgrade_fast(state.engine)
             else:
                 fail(
                     "the PostgreSQL database has pending migrations: run `gardien db upgrade` "

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
-from gardien.deps import AppState, DbSession, State
+from gardien.deps import AppState, ReadSession, State
 from gardien.errors import NotFound
 from gardien.i18n import negotiate
 from gardien.policy import render, repository, service
@@ -27,7 +27,7 @@ LangQuery = Annotated[
 def page_cache(state: State) -> PageCache:
     cache = state.caches.get("policy_pages")
     if not isinstance(cache, PageCache):
-        cache = PageCache(state.sessions)
+        cache = PageCache(state.readers)
         state.caches["policy_pages"] = cache
     return cache
 
@@ -57,7 +57,7 @@ def _latest_or_404(state: State) -> int:
 
 def _render_policy_page(state: State, language: str, page: str, number: int) -> str:
     def render_page() -> str:
-        with state.sessions() as session:
+        with state.readers() as session:
             version = service.get_version(session, number)
         document = _document(state, version, language)
         sections = document.part("cookies") if page == "cookies" else document.sections
@@ -88,7 +88,7 @@ def cookies(state: AppState, request: Request, lang: LangQuery = None) -> HTMLRe
 
 @router.get("/privacy/versions", response_class=HTMLResponse, summary="Every published version")
 def versions(
-    state: AppState, session: DbSession, request: Request, lang: LangQuery = None
+    state: AppState, session: ReadSession, request: Request, lang: LangQuery = None
 ) -> HTMLResponse:
     language = choose_language(state, request, lang)
     template = state.env(language).get_template("policy/versions.html")
@@ -107,7 +107,7 @@ def versions(
 )
 def version_page(
     state: AppState,
-    session: DbSession,
+    session: ReadSession,
     request: Request,
     number: int,
     lang: LangQuery = None,
@@ -146,7 +146,7 @@ class PolicyVersionRead(BaseModel):
 @router.get("/api/policy", summary="The policy version in force on a date (default: today)")
 def policy_api(
     state: AppState,
-    session: DbSession,
+    session: ReadSession,
     request: Request,
     at: Annotated[str | None, Query(max_length=10, description="YYYY-MM-DD")] = None,
     lang: LangQuery = None,

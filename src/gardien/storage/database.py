@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gardien.config import Durability, Settings
 
+READ_ONLY = "gardien_read_only"
+"""Execution option marking connections that only read (no write lock taken on SQLite)."""
+
 
 def make_engine(url: str, durability: Durability = Durability.normal) -> Engine:
     if url.startswith("sqlite"):
@@ -35,7 +38,11 @@ def make_engine(url: str, durability: Durability = Durability.normal) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Readers (marked READ_ONLY) take a plain snapshot and never wait for writers.
+            if connection.get_execution_options().get(READ_ONLY):
+                connection.exec_driver_sql("BEGIN")
+            else:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://"):
@@ -49,6 +56,11 @@ def engine_from_settings(settings: Settings) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def reader_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for read-only work (pages, health): on SQLite they never queue behind writers."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 @contextmanager

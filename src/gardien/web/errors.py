@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gardien.deps import get_state
+from gardien.deps import state_of
 from gardien.errors import GardienError, TooManyRequests
 from gardien.i18n import negotiate
 from gardien.web.middleware import BodyTooLarge
@@ -33,7 +33,7 @@ def _page(request: Request, status: int, title: str, detail: str) -> Response:
     if _wants_json(request):
         return JSONResponse({"error": title, "detail": detail}, status_code=status)
     try:
-        state = get_state(request)
+        state = state_of(request)
         languages = state.register.languages
         language = negotiate(
             request.query_params.get("lang"),

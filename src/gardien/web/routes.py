@@ -23,8 +23,8 @@ class Health(BaseModel):
 )
 def healthz(state: AppState, response: Response) -> Health:
     try:
-        with state.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        with state.readers() as session:
+            session.execute(text("SELECT 1"))
     except Exception:  # noqa: BLE001 - any database failure means "not ready"
         response.status_code = 503
         return Health(status="database unavailable")
