@@ -333,3 +333,40 @@ def test_consented_cookie_cannot_outlive_the_consent(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, edit(mutate))
     assert len(problems) == 1
     assert "duration: a cookie set with consent cannot outlive the consent" in problems[0]
+
+
+def test_shared_recipient_ids_must_agree_and_eea_transfers_are_refused(tmp_path: Path) -> None:
+    def mutate(data: dict) -> None:  # type: ignore[type-arg]
+        data["activities"][0]["recipients"] = [dict(r) for r in data["activities"][0]["recipients"]]
+        others = {r["id"] for a in data["activities"][1:] for r in a["recipients"]}
+        shared = next(r for r in data["activities"][0]["recipients"] if r["id"] in others)
+        shared["location"] = "DE"
+        first = data["activities"][0]["recipients"][0]["id"]
+        data["activities"][0]["transfers"] = [
+            {"recipient": first, "country": "FR", "safeguard": {"en": "x", "fr": "x", "ro": "x"}}
+        ]
+        data["hosting"]["location"] = "US"
+
+    problems = "\n".join(problems_of(tmp_path, edit(mutate)))
+    assert "is declared differently in another activity" in problems
+    assert "transfers[0].country: FR is in the EEA: this is not a transfer" in problems
+    assert "hosting.location: hosting outside the EEA" in problems
+
+
+def test_cnil_exemption_counts_thirteen_months_from_any_month(tmp_path: Path) -> None:
+    def mutate(data: dict) -> None:  # type: ignore[type-arg]
+        data["consent"]["lifetime"] = "P13M"
+        pk = next(c for c in data["cookies"] if c["name"] == "_pk_id.*")
+        pk["consent_required"] = False
+        pk["duration"] = "P396D"  # 13 months from 1 March, but not from 1 February
+
+    problems = problems_of(tmp_path, edit(mutate))
+    assert any("may last at most 13 months (CNIL exemption)" in p for p in problems)
+
+
+def test_portal_path_must_be_a_path(tmp_path: Path) -> None:
+    def mutate(data: dict) -> None:  # type: ignore[type-arg]
+        data["rights"]["portal_path"] = "rights"
+
+    problems = problems_of(tmp_path, edit(mutate))
+    assert any("rights.portal_path: string should match pattern" in p for p in problems)

@@ -185,7 +185,11 @@ def keys_init() -> None:
 def register_check(
     path: Annotated[Path, typer.Argument(help="The register YAML file.")],
     strict: Annotated[
-        bool, typer.Option(help="Also fail on activities whose store is not implemented.")
+        bool,
+        typer.Option(
+            help="Also fail on activities whose store is not built yet or cannot honour "
+            "their retention trigger or action."
+        ),
     ] = False,
 ) -> None:
     """Validate a register: every problem as file:line: field: reason, exit 2 if any."""

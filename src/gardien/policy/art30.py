@@ -12,8 +12,7 @@ import json
 
 from jinja2 import Environment
 
-from gardien.register.durations import parse_period
-from gardien.register.schema import ARTICLE_6, Activity, Register
+from gardien.register.schema import ARTICLE_6, Activity, LegalBasis, Register
 
 COLUMNS = [
     "activity_id",
@@ -23,6 +22,7 @@ COLUMNS = [
     "purposes",
     "legal_basis",
     "legitimate_interest",
+    "special_category_condition",
     "data_subjects",
     "data_categories",
     "fields",
@@ -46,7 +46,6 @@ def _record(register: Register, activity: Activity, language: str) -> dict[str, 
 
     op = register.operator
     basis = activity.legal_basis
-    parse_period(activity.retention.period)
     return {
         "activity_id": activity.id,
         "name": tr(activity.name),
@@ -54,7 +53,10 @@ def _record(register: Register, activity: Activity, language: str) -> dict[str, 
         "dpo": op.dpo.email if not op.dpo.name else f"{op.dpo.name} <{op.dpo.email}>",
         "purposes": " | ".join(tr(p) for p in activity.purposes),
         "legal_basis": f"{basis.basis.value} (Art. {ARTICLE_6[basis.basis]})",
-        "legitimate_interest": tr(basis.interest),
+        "legitimate_interest": tr(basis.interest)
+        if basis.basis is LegalBasis.legitimate_interests
+        else "",
+        "special_category_condition": basis.special_category_condition or "",
         "data_subjects": " | ".join(tr(s) for s in activity.data_subjects),
         "data_categories": " | ".join(tr(c.name) for c in activity.data_categories),
         "fields": ", ".join(f for c in activity.data_categories for f in c.fields),

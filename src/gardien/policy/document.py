@@ -328,7 +328,12 @@ class _Builder:
             rows.append(
                 [
                     self.labelled(name, data),
-                    self.basis_name(activity.legal_basis.basis),
+                    self.basis_name(activity.legal_basis.basis)
+                    + (
+                        f"; {activity.legal_basis.special_category_condition}"
+                        if activity.legal_basis.special_category_condition
+                        else ""
+                    ),
                     purposes,
                     self.tr(activity.retention.description),
                 ]
@@ -622,8 +627,7 @@ class _Builder:
             paragraphs=[
                 self._(
                     "We take appropriate technical and organisational measures to protect the "
-                    "personal data we process, whether we act as controller or processor, "
-                    "including:"
+                    "personal data we process, including:"
                 )
             ],
             items=list(measures),
@@ -697,10 +701,7 @@ class _Builder:
                         "Other cookies are placed only if you accept them. Refusing them does "
                         "not prevent normal use of the Site."
                     ),
-                    self._(
-                        "Audience measurement cookies are only placed with your consent; "
-                        "without it, audience is measured without any cookie."
-                    ),
+                    *self._measurement_cookie_sentence(),
                 ],
             ),
             Section(
@@ -779,6 +780,25 @@ class _Builder:
         )
         return sections
 
+    def _measurement_cookie_sentence(self) -> list[str]:
+        cookies = [c for c in self.register.cookies if c.category == "audience_measurement"]
+        if not cookies:
+            return []
+        if all(c.consent_required for c in cookies):
+            return [
+                self._(
+                    "Audience measurement cookies are only placed with your consent; "
+                    "without it, audience is measured without any cookie."
+                )
+            ]
+        return [
+            self._(
+                "Audience measurement cookies that stay within the conditions of the CNIL "
+                "exemption (first-party, anonymous statistics for us alone, at most 13 months) "
+                "are placed without consent; you can object to them at any time."
+            )
+        ]
+
     def _category_title(self, category_id: str) -> str:
         for category in self.register.consent_categories:
             if category.id == category_id:
@@ -802,7 +822,7 @@ class _Builder:
             self.security(),
             self.rights(),
             self.withdrawal(),
-            self.post_mortem(),
+            *([self.post_mortem()] if Right.post_mortem in self.register.rights.offered else []),
             self.complaint(),
             self.automated_decisions(),
         ]

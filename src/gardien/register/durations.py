@@ -14,6 +14,11 @@ from dateutil.relativedelta import relativedelta
 
 _LONGEST = relativedelta(years=100)
 _REFERENCE = dt.datetime(2001, 1, 1, tzinfo=dt.UTC)
+# Month lengths vary, so "at most 13 months" is checked from every month of a common and a
+# leap year: P396D is not "at most P13M" because 13 months from 1 February are 393 days.
+_MONTH_STARTS = [
+    dt.datetime(year, month, 1, tzinfo=dt.UTC) for year in (2023, 2024) for month in range(1, 13)
+]
 
 
 class DurationError(ValueError):
@@ -34,7 +39,8 @@ class Period:
         return moment + self.delta
 
     def at_most(self, other: Period) -> bool:
-        return self.after(_REFERENCE) <= other.after(_REFERENCE)
+        """Whether this period never exceeds ``other``, whatever month it starts in."""
+        return all(self.after(start) <= other.after(start) for start in _MONTH_STARTS)
 
     @property
     def approx_days(self) -> float:

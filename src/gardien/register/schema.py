@@ -258,7 +258,7 @@ class RightsSection(Strict):
     email: str
     postal_address: Address
     postal_recipient: str
-    portal_path: str = "/rights"
+    portal_path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9/_-]*$")] = "/rights"
     offered: list[Right] = Field(min_length=1)
     identity_check: Text
     response_time: Text

@@ -58,6 +58,7 @@ def _language_problems(register: Register, located: Located) -> Iterator[Problem
                 f"Gardien has no translation for {code!r} (supported: "
                 f"{', '.join(SUPPORTED_LANGUAGES)})",
             )
+    yield from _duplicates(languages.available, ("languages", "available"), located)
     if languages.default not in languages.available:
         yield located.problem(("languages", "default"), "the default language is not available")
     declared = set(languages.available)
@@ -85,6 +86,13 @@ def _activity_problems(register: Register, located: Located) -> Iterator[Problem
     if register.consent_categories:
         rights_channels.add(Channel.cookie_panel)
     yield from _duplicates((a.id for a in register.activities), ("activities",), located)
+    yield from _shared_recipient_problems(register, located)
+    if register.hosting.location not in EEA:
+        yield located.problem(
+            ("hosting", "location"),
+            "hosting outside the EEA is a transfer for every activity; Gardien requires EEA "
+            "hosting",
+        )
     for i, activity in enumerate(register.activities):
         here: PathKey = ("activities", i)
         retention = activity.retention
@@ -134,6 +142,19 @@ def _activity_problems(register: Register, located: Located) -> Iterator[Problem
                 )
 
 
+def _shared_recipient_problems(register: Register, located: Located) -> Iterator[Problem]:
+    """A recipient id used by several activities must mean the same recipient everywhere."""
+    first: dict[str, Any] = {}
+    for i, activity in enumerate(register.activities):
+        for j, recipient in enumerate(activity.recipients):
+            seen = first.setdefault(recipient.id, recipient)
+            if seen != recipient:
+                yield located.problem(
+                    ("activities", i, "recipients", j),
+                    f"recipient {recipient.id!r} is declared differently in another activity",
+                )
+
+
 def _recipient_problems(
     register: Register, activity_index: int, located: Located
 ) -> Iterator[Problem]:
@@ -166,6 +187,11 @@ def _recipient_problems(
             yield located.problem(
                 (*here, "transfers", j, "recipient"),
                 f"unknown recipient {transfer.recipient!r}",
+            )
+        if transfer.country in EEA:
+            yield located.problem(
+                (*here, "transfers", j, "country"),
+                f"{transfer.country} is in the EEA: this is not a transfer (remove the entry)",
             )
 
 
