@@ -160,3 +160,15 @@ def test_bad_setting_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "invalid GARDIEN_* setting" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path, register_path: Path) -> None:
+    env = {
+        "GARDIEN_DATA_DIR": str(tmp_path),
+        "GARDIEN_REGISTER": str(register_path),
+        "GARDIEN_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+    }
+    result = runner.invoke(app, ["retention", "status"], env=env)
+    assert result.exit_code == 2
+    assert "cannot reach the database (OperationalError)" in result.stderr
+    assert "Traceback" not in result.output

@@ -6,8 +6,22 @@ traceback).
 
 from __future__ import annotations
 
+import os
+import sys
+
 from gardien.cli.main import app
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("GARDIEN_DEBUG"):
+            raise
+        # Messages can carry personal values; the type is enough to start looking.
+        print(  # noqa: T201
+            f"gardien: unexpected error ({type(exc).__name__}); "
+            "run again with GARDIEN_DEBUG=1 for details",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None

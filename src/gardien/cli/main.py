@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from gardien.config import Settings
 from gardien.deps import State
@@ -104,7 +105,11 @@ def running(register: Register | None = None, *, migrate: bool = True) -> Iterat
     except KeysError as exc:
         fail(str(exc))
     try:
-        if pending(state.engine):
+        try:
+            needs_upgrade = pending(state.engine)
+        except SQLAlchemyError as exc:
+            fail(f"cannot reach the database ({type(exc).__name__}): check GARDIEN_DATABASE_URL")
+        if needs_upgrade:
             if config.is_sqlite and migrate:
                 upgrade(state.engine)
             else:
@@ -147,8 +152,8 @@ def serve(
                     "the PostgreSQL database has pending migrations: run `gardien db upgrade` "
                     "or start with `gardien serve --upgrade`"
                 )
-    except Exception as exc:  # noqa: BLE001 - reported in one line, no traceback
-        fail(f"cannot reach the database: {type(exc).__name__}")
+    except SQLAlchemyError as exc:
+        fail(f"cannot reach the database ({type(exc).__name__}): check GARDIEN_DATABASE_URL")
     uvicorn.run(
         create_app(config, state=state),
         host=host,
