@@ -12,12 +12,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gardien.deps import state_of
 from gardien.errors import GardienError, TooManyRequests
 from gardien.i18n import negotiate
-from gardien.web.middleware import BodyTooLarge
+from gardien.web.middleware import BodyTooLarge, StartTracker
 
 log = logging.getLogger("gardien.errors")
 
@@ -88,21 +88,14 @@ class CatchAll:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = StartTracker(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except BodyTooLarge:
             raise
         except Exception as exc:
             log.error("unhandled error", extra={"error": type(exc).__name__})
-            if started:
+            if tracked.started:
                 raise
             response = _page(
                 Request(scope), 500, "internal_error", "Something went wrong on our side."
