@@ -8,12 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from gardien.config import Settings
@@ -22,6 +19,11 @@ from gardien.register.loader import RegisterError, load_register
 from gardien.register.schema import Register
 from gardien.security.keys import KeysError, init_keys
 from gardien.storage.locks import LockBusy
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
+    from rich.table import Table
 
 app = typer.Typer(
     help="Gardien: a privacy policy that runs.",
@@ -47,12 +49,24 @@ for group, name in (
 
 
 def out() -> Console:
-    """A console sized for the terminal (or ``COLUMNS``) at the time of printing."""
+    """A console sized for the terminal (or ``COLUMNS``) at the time of printing.
+
+    Rich is imported here, not at the top: ``serve`` never needs it and starts faster."""
+    from rich.console import Console
+
     return Console()
 
 
 def err() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True)
+
+
+def new_table(*columns: str) -> Table:
+    from rich.table import Table
+
+    return Table(*columns)
 
 
 class Lang(StrEnum):
@@ -300,7 +314,7 @@ def policy_versions() -> None:
 
     with running() as state, state.sessions() as session:
         versions = repository.all_versions(session)
-    table = Table("version", "effective", "sha-256", "published by")
+    table = new_table("version", "effective", "sha-256", "published by")
     for version in versions:
         table.add_row(
             str(version.number),
@@ -318,6 +332,8 @@ def retention_run(
     ] = False,
 ) -> None:
     """Apply every activity's retention period now; one receipt per activity."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from gardien.retention.service import run_retention
 
     with running() as state:
@@ -347,7 +363,7 @@ def retention_run(
                 )
             except LockBusy:
                 fail("another instance is running retention now; try again later", code=1)
-    table = Table("activity", "store", "outcome", "cutoff", "rows", "ms", "note")
+    table = new_table("activity", "store", "outcome", "cutoff", "rows", "ms", "note")
     for result in results:
         table.add_row(
             result.activity,
@@ -392,7 +408,9 @@ def retention_status_command(
             + "\n"
         )
     else:
-        table = Table("activity", "store", "period", "oldest record", "limit", "state", "last run")
+        table = new_table(
+            "activity", "store", "period", "oldest record", "limit", "state", "last run"
+        )
         for r in rows:
             table.add_row(
                 r.activity,
