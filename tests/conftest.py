@@ -21,7 +21,7 @@ from sqlalchemy import Engine, create_engine, text
 from gardien.app import create_app
 from gardien.config import Settings
 from gardien.deps import State
-from gardien.runtime import build_state
+from gardien.runtime import build_state, start
 from gardien.storage.clock import FrozenClock
 from gardien.storage.migrate import upgrade
 
@@ -93,6 +93,7 @@ def clock() -> FrozenClock:
 def state(settings: Settings, clock: FrozenClock) -> Iterator[State]:
     built = build_state(settings, clock=clock)
     upgrade(built.engine)
+    start(built)
     try:
         yield built
     finally:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gardien.config import Settings
 from gardien.register.schema import Register
 from gardien.retention.stores import StoreRegistry
+from gardien.security.keys import KeyStore
 from gardien.storage.clock import Clock
 from gardien.storage.database import unit_of_work
 from gardien.storage.subjects import ProviderRegistry
@@ -35,7 +36,9 @@ class State:
     templates: dict[str, Environment]
     stores: StoreRegistry
     providers: ProviderRegistry
-    secret: bytes
+    keys: KeyStore
+    secret: bytes = b""
+    """Keyed-hash secret (rate-limit buckets), set by ``runtime.start`` from the keys file."""
     caches: dict[str, Any] = field(default_factory=dict)
 
     def env(self, language: str) -> Environment:

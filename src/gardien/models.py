@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from gardien.policy.models import PolicyVersion
 from gardien.retention.models import PurgeReceipt
-from gardien.security.models import RateLimitBucket
+from gardien.security.models import AuditEntry, EncryptionKey, RateLimitBucket
 from gardien.storage.base import Base
 from gardien.storage.models import JobLock
 
 metadata = Base.metadata
 
-__all__ = ["JobLock", "PolicyVersion", "PurgeReceipt", "RateLimitBucket", "metadata"]
+__all__ = [
+    "AuditEntry",
+    "EncryptionKey",
+    "JobLock",
+    "PolicyVersion",
+    "PurgeReceipt",
+    "RateLimitBucket",
+    "metadata",
+]

@@ -6,12 +6,17 @@ engine, stores, providers), so it lives here once and both import it.
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from gardien.config import Settings
 from gardien.deps import State
 from gardien.register.loader import load_register
 from gardien.register.schema import Register
 from gardien.retention.stores import RetentionStore, StoreRegistry
-from gardien.security.keys import load_keys
+from gardien.security import crypto
+from gardien.security.audit import AuditStore
+from gardien.security.keys import KeysError, KeyStore, init_keys, keys_path, read_keys
+from gardien.security.models import EncryptionKey
 from gardien.storage.clock import Clock, SystemClock
 from gardien.storage.database import engine_from_settings, reader_factory, session_factory
 from gardien.storage.subjects import ProviderRegistry, SubjectProvider
@@ -20,7 +25,7 @@ from gardien.web.templating import make_environments
 
 def domain_stores() -> list[RetentionStore]:
     """Every domain's retention store; later capabilities append theirs here."""
-    return []
+    return [AuditStore()]
 
 
 def domain_providers() -> list[SubjectProvider]:
@@ -39,15 +44,38 @@ def build_state(
     """Load the register (raises ``RegisterError``) and wire the engine, stores and keys."""
     register = register or load_register(settings.register_file)
     engine = engine_from_settings(settings)
+    sessions = session_factory(engine)
+    clock = clock or SystemClock()
     return State(
         settings=settings,
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=sessions,
         readers=reader_factory(engine),
         register=register,
-        clock=clock or SystemClock(),
+        clock=clock,
         templates=make_environments(register.languages.available),
         stores=stores or StoreRegistry(domain_stores()),
         providers=providers or ProviderRegistry(domain_providers()),
-        secret=load_keys(settings).hmac_key,
+        keys=KeyStore(settings, sessions, clock),
     )
+
+
+def start(state: State) -> None:
+    """Open the keys once the schema is current: unwrap the key ring and install it.
+
+    A missing keys file is created only for a database that holds no key yet; otherwise, as
+    with a wrong file, Gardien stops here with a clear message instead of writing data it
+    could not read back (raises ``KeysError``).
+    """
+    path = keys_path(state.settings)
+    if not path.exists():
+        with state.sessions() as session:
+            has_keys = session.scalar(select(EncryptionKey.id).limit(1)) is not None
+        if has_keys:
+            raise KeysError(
+                f"{path}: the keys file is missing but this database holds encrypted data: "
+                "restore the keys file from your key backup (GARDIEN_KEYS_FILE)"
+            )
+        init_keys(state.settings)
+    state.secret = read_keys(state.settings).hmac_key
+    crypto.install(state.keys.load())

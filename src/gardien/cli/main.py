@@ -110,7 +110,7 @@ def read_register(path: Path) -> Register:
 @contextmanager
 def running(register: Register | None = None, *, migrate: bool = True) -> Iterator[State]:
     """Build the state the commands share with ``serve``, upgrading SQLite if needed."""
-    from gardien.runtime import build_state
+    from gardien.runtime import build_state, start
     from gardien.storage.migrate import pending, upgrade
 
     config = settings()
@@ -131,6 +131,10 @@ def running(register: Register | None = None, *, migrate: bool = True) -> Iterat
                     "the database has pending migrations: run `gardien db upgrade` "
                     "(or `gardien serve --upgrade`)"
                 )
+        try:
+            start(state)
+        except KeysError as exc:
+            fail(str(exc))
         yield state
     finally:
         state.engine.dispose()
@@ -147,7 +151,7 @@ def serve(
 
     from gardien import logs
     from gardien.app import create_app
-    from gardien.runtime import build_state
+    from gardien.runtime import build_state, start
     from gardien.storage.migrate import pending, upgrade_fast
 
     config = settings()
@@ -168,6 +172,10 @@ def serve(
                 )
     except SQLAlchemyError as exc:
         fail(f"cannot reach the database ({type(exc).__name__}): check GARDIEN_DATABASE_URL")
+    try:
+        start(state)
+    except KeysError as exc:
+        fail(str(exc))
     uvicorn.run(
         create_app(config, state=state),
         host=host,
