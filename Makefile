@@ -54,7 +54,7 @@ clean:
 # Extract every translatable string and merge it into the fr and ro catalogs (then translate
 # the new entries; tests fail on any missing or fuzzy one).
 messages: install
-	$(BIN)/pybabel extract -F babel.cfg -k _ -k gettext -k ngettext:1,2 --no-location --sort-output \
+	$(BIN)/pybabel extract -F babel.cfg -k _ -k N_ -k gettext -k ngettext:1,2 --no-location --sort-output \
 	  --project gardien -o src/gardien/locale/messages.pot .
 	for lang in fr ro; do \
 	  if [ -f src/gardien/locale/$$lang/LC_MESSAGES/messages.po ]; then \

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import Engine
 
 from gardien.models import metadata
+from gardien.security.crypto import BlindIndex, Encrypted
 from gardien.storage.base import UTCDateTime
 
 config = context.config
@@ -27,6 +28,11 @@ def _render_item(kind: str, obj: Any, autogen_context: Any) -> str | bool:
     # UTCDateTime only converts values in Python; the column itself is a plain timestamptz.
     if kind == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    # Encryption happens in Python; on disk a ciphertext is bytes and a blind index text.
+    if kind == "type" and isinstance(obj, Encrypted):
+        return "sa.LargeBinary()"
+    if kind == "type" and isinstance(obj, BlindIndex):
+        return "sa.String(length=64)"
     return False
 
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LANGUAGES = ("fr", "ro")
 METHOD_MAP = [("**.py", "python"), ("**/templates/**.html", "jinja2")]
 OPTIONS = {"**/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2)}
+KEYWORDS = {"_": None, "N_": None, "gettext": None, "ngettext": (1, 2)}
 
 
 def _strings(value: object) -> list[str]:

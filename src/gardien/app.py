@@ -18,6 +18,7 @@ from gardien.policy import service as policy_service
 from gardien.policy.routes import router as policy_router
 from gardien.retention.service import run_retention
 from gardien.runtime import build_state
+from gardien.security.admin import router as admin_router
 from gardien.storage.database import unit_of_work
 from gardien.storage.locks import LockBusy
 from gardien.web import errors
@@ -92,6 +93,7 @@ def create_app(
     errors.install(app)
     app.include_router(web_router)
     app.include_router(policy_router)
+    app.include_router(admin_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Added innermost first: the access log sees every response, headers cover error pages.
     app.add_middleware(errors.CatchAll)

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from gardien.policy.models import PolicyVersion
 from gardien.retention.models import PurgeReceipt
-from gardien.security.models import AuditEntry, EncryptionKey, RateLimitBucket
+from gardien.security.models import (
+    AdminSession,
+    AdminUser,
+    ApiToken,
+    AuditEntry,
+    AuthThrottle,
+    EncryptionKey,
+    RateLimitBucket,
+    RecoveryCode,
+)
 from gardien.storage.base import Base
 from gardien.storage.models import JobLock
 
 metadata = Base.metadata
 
 __all__ = [
+    "AdminSession",
+    "AdminUser",
+    "ApiToken",
     "AuditEntry",
+    "AuthThrottle",
+    "RecoveryCode",
     "EncryptionKey",
     "JobLock",
     "PolicyVersion",

@@ -38,7 +38,11 @@ policy_app = typer.Typer(
     help="The privacy policy generated from the register.", no_args_is_help=True
 )
 retention_app = typer.Typer(help="Retention purges and their status.", no_args_is_help=True)
+admin_app = typer.Typer(help="Admin accounts.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 for group, name in (
+    (admin_app, "admin"),
+    (audit_app, "audit"),
     (db_app, "db"),
     (keys_app, "keys"),
     (register_app, "register"),
@@ -432,3 +436,113 @@ def retention_status_command(
         out().print(table)
     if any(r.state is RetentionState.overdue for r in rows):
         raise typer.Exit(1)
+
+
+class RoleChoice(StrEnum):
+    admin = "admin"
+    dpo = "dpo"
+    agent = "agent"
+    auditor = "auditor"
+
+
+@admin_app.command("create-user")
+def admin_create_user(
+    email: Annotated[str, typer.Argument(help="The person's e-mail address (their sign-in).")],
+    role: Annotated[RoleChoice, typer.Option(help="admin, dpo, agent or auditor")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create an admin account; its owner enrols a second factor at first sign-in."""
+    from gardien.errors import GardienError
+    from gardien.security import audit, service
+    from gardien.security.passwords import WeakPassword
+    from gardien.storage.database import unit_of_work
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with running() as state:
+        try:
+            with unit_of_work(state.sessions) as session:
+                now = state.clock.now()
+                user = service.create_user(session, email, role.value, password, now)
+                audit.record(
+                    session,
+                    audit.Actor.system("cli"),
+                    "user.created",
+                    now,
+                    target_type="admin_user",
+                    target_id=str(user.id),
+                    reason=f"role={role.value}",
+                )
+        except (GardienError, WeakPassword) as exc:
+            fail(exc.message if isinstance(exc, GardienError) else str(exc))
+    out().print(f"created account {user.id} with role {role.value}; second factor at first sign-in")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the audit chain; exit 1 naming the first broken entry."""
+    from gardien.security import audit
+
+    with running() as state, state.readers() as session:
+        broken = audit.verify_chain(session)
+        seq, head = audit.head(session)
+    if broken is not None:
+        fail(f"audit chain broken at {broken}", code=1)
+    out().print(f"audit chain intact: {seq} entries, head {head}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    master: Annotated[bool, typer.Option(help="Rotate the master key (re-wrap data keys).")] = True,
+    data: Annotated[bool, typer.Option(help="New data key; re-encrypt rows in chunks.")] = True,
+    index: Annotated[bool, typer.Option(help="New blind-index key; re-index rows.")] = True,
+) -> None:
+    """Rotate keys while Gardien keeps running; retired keys are kept for old backups."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gardien.models import metadata
+    from gardien.security import audit
+    from gardien.security.rotation import reencrypt, reindex
+    from gardien.storage.database import unit_of_work
+
+    with running() as state:
+        store = state.keys
+        done: list[str] = []
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed} rows"),
+            TimeElapsedColumn(),
+            console=err(),
+            transient=True,
+        ) as progress:
+            task = progress.add_task("rotating", total=None)
+
+            def advance(table: str, rows: int) -> None:
+                progress.update(task, description=table, completed=rows)
+
+            if master:
+                done.append(f"master key {store.rotate_master()}")
+            if data:
+                key_id = store.add_key("data")
+                rows = reencrypt(state.sessions, store.ring, metadata, progress=advance)
+                done.append(f"data key {key_id} ({rows} rows re-encrypted)")
+            if index:
+                key_id = store.add_key("index")
+                rows = reindex(state.sessions, store.ring, metadata, progress=advance)
+                store.finish_reindex()
+                done.append(f"index key {key_id} ({rows} rows re-indexed)")
+        with unit_of_work(state.sessions) as session:
+            audit.record(
+                session,
+                audit.Actor.system("cli"),
+                "keys.rotated",
+                state.clock.now(),
+                reason="; ".join(done),
+            )
+    for line in done:
+        out().print(line)

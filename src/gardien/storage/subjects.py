@@ -9,6 +9,7 @@ table marked ``info={"personal_data": True}`` without a provider fails the build
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -23,28 +24,50 @@ JsonScalar = str | int | float | bool | None
 
 @dataclass(frozen=True, slots=True)
 class SubjectIdentity:
-    """Who a request is about; at least one identifier is set."""
+    """Who a request is about; at least one identifier is set.
+
+    ``ip_address`` with ``period`` (UTC, start inclusive, end exclusive) identifies the
+    requests a person made from an address during a time they say they used it: an address is
+    shared and reassigned, so without a period it matches whoever used it at any time.
+    ``period`` is not an identifier by itself; a store keeping times may use it to narrow its
+    answer.
+    """
 
     email: str | None = None
     phone: str | None = None
     consent_id: str | None = None
     visitor_id: str | None = None
+    ip_address: str | None = None
+    period: tuple[dt.datetime, dt.datetime] | None = None
 
     def __post_init__(self) -> None:
-        if not any((self.email, self.phone, self.consent_id, self.visitor_id)):
+        identifiers = (self.email, self.phone, self.consent_id, self.visitor_id, self.ip_address)
+        if not any(identifiers):
             raise ValueError("a subject identity needs at least one identifier")
+        if self.period is not None:
+            start, end = self.period
+            if start.tzinfo is None or end.tzinfo is None:
+                raise ValueError("a subject identity's period needs timezone-aware datetimes")
+            if end <= start:
+                raise ValueError("a subject identity's period must end after it starts")
 
     def __repr__(self) -> str:  # never print the identifiers themselves
-        present = [n for n in ("email", "phone", "consent_id", "visitor_id") if getattr(self, n)]
+        names = ("email", "phone", "consent_id", "visitor_id", "ip_address", "period")
+        present = [n for n in names if getattr(self, n)]
         return f"SubjectIdentity({', '.join(present)})"
 
 
 @dataclass(frozen=True, slots=True)
 class FoundRecords:
-    """What a provider holds about a subject: counts per activity, no values."""
+    """What a provider holds about a subject: counts per activity, no values.
+
+    ``note`` is what the answer to the person must add about this store, e.g. that its
+    records cannot be tied to them with what they gave (GDPR Art. 11(2)).
+    """
 
     provider: str
     counts: Mapping[str, int] = field(default_factory=dict)
+    note: str | None = None
 
     @property
     def total(self) -> int:

@@ -10,7 +10,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -23,7 +23,8 @@ log = logging.getLogger("gardien.errors")
 
 
 def _wants_json(request: Request) -> bool:
-    if request.url.path.startswith("/api/") or request.url.path.endswith(".json"):
+    path = request.url.path
+    if path.startswith(("/api/", "/admin/api/")) or path.endswith(".json"):
         return True
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/html" not in accept
@@ -54,7 +55,16 @@ def _page(request: Request, status: int, title: str, detail: str) -> Response:
 def install(app: FastAPI) -> None:
     @app.exception_handler(GardienError)
     async def domain_error(request: Request, exc: GardienError) -> Response:
+        if (
+            exc.status == 401
+            and request.url.path.startswith("/admin")
+            and not request.url.path.startswith("/admin/api/")
+            and not _wants_json(request)
+        ):
+            return RedirectResponse("/admin/login", status_code=303)
         response = _page(request, exc.status, exc.code, exc.message)
+        if exc.status == 401 and _wants_json(request):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="gardien"'
         if isinstance(exc, TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response

@@ -43,12 +43,17 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         https = self.always_https or scope.get("scheme") == "https"
+        admin = scope.get("path", "").startswith("/admin")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers += [h for h in self.headers if h[0] not in present]
+                if admin:  # never indexed, never cached by a shared cache
+                    headers.append((b"x-robots-tag", b"noindex, nofollow"))
+                    if b"cache-control" not in present:
+                        headers.append((b"cache-control", b"no-store"))
                 if https:
                     headers.append(
                         (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
