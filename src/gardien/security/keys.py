@@ -179,9 +179,8 @@ class KeyStore:
             ring.active_data = _newest(rows, "data", ("active",))
             ring.active_index = _newest(rows, "index", ("active",))
             ring.live_index = [
-                r.id
-                for r in sorted(rows, key=lambda r: r.created_at, reverse=True)
-                if r.purpose == "index" and r.state in ("active", "reindexing")
+                *([ring.active_index] if ring.active_index else []),
+                *(r.id for r in rows if r.purpose == "index" and r.state == "reindexing"),
             ]
         if ring.active_data is None or ring.active_index is None:
             raise KeysError("the database has no active data or index key")

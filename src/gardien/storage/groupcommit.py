@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, Table
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 log = logging.getLogger("gardien.groupcommit")
 
@@ -106,7 +106,7 @@ class GroupCommit:
     def _start_locked(self) -> None:
         if self._stopped:
             raise WriterStopped(f"{self.name} was stopped")
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             # A daemon: should the process exit without ``stop``, rows still queued were never
             # acknowledged, so nothing a client was told is lost.
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -147,11 +147,13 @@ class GroupCommit:
     # -- the writer thread ----------------------------------------------------------------------
     def _run(self) -> None:
         stopping = False
-        while not stopping:
-            batch, stopping = self._collect()
-            if batch:
-                self._write(batch)
-        self._close_connection()
+        try:
+            while not stopping:
+                batch, stopping = self._collect()
+                if batch:
+                    self._write(batch)
+        finally:
+            self._close_connection()
 
     def _collect(self) -> tuple[list[_Pending], bool]:
         """Block for one row, then take what else is queued; returns (batch, stop seen)."""
@@ -204,12 +206,11 @@ class GroupCommit:
         try:
             with connection.begin():
                 for table, rows in by_table.items():
-                    connection.execute(table.insert(), list(rows))
-        except BaseException as exc:
-            if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
-                self._close_connection()
-            elif isinstance(exc, OperationalError | InterfaceError):
-                self._close_connection()
+                    connection.execute(table.insert(), rows)
+        except BaseException:
+            # Failures are rare; a fresh connection next time is cheaper than diagnosing
+            # whether this one survived (a failed rollback, a server restart).
+            self._close_connection()
             raise
         # COMMIT has returned: only now may anyone be told the rows are there.
         self.batches += 1

@@ -1,0 +1,416 @@
+"""The connection log: one row per HTTP request, kept six months to detect and investigate abuse.
+
+This is the seed policy's "site connection and usage data" (legitimate interests, fraud
+prevention). The IP address is personal data: it is stored encrypted, and found again only
+through its blind index, by the rights workflow (a person's requests from an address during a
+period), by the retention engine (rows past the period) and by the abuse view (the sources of
+most errors and rejected writes). Nothing else reads it; analytics never does.
+
+``ConnectionLog`` is pure ASGI middleware. It holds the response start until the request's row
+is committed through group commit, so no response leaves unlogged (DESIGN.md principle 5),
+and fails closed with a 503 when the row cannot be written. Static files and ``/healthz`` are
+neither logged nor held: they carry no action worth investigating and are polled by machines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    and_,
+    case,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gardien.register.schema import RetentionAction, RetentionTrigger
+from gardien.security.crypto import BlindIndex, Encrypted, blind_index, blind_lookups
+from gardien.storage.base import PERSONAL_DATA, Base
+from gardien.storage.clock import Clock, SystemClock
+from gardien.storage.groupcommit import GroupCommit
+from gardien.storage.subjects import ErasureOutcome, FoundRecords, JsonScalar, SubjectIdentity
+
+log = logging.getLogger("gardien.connection_log")
+
+ACTIVITY = "connection_log"
+"""The register activity (and retention store) this log implements."""
+IP_CONTEXT = "connection_log.ip"
+IP_INDEX_CONTEXT = "connection_log.ip_index"
+TEXT_LIMIT = 300
+DEFAULT_SKIP = ("/static/", "/healthz")
+
+
+class ConnectionLogEntry(Base):
+    """One request as the server received it: who (encrypted IP), what, when, how it ended."""
+
+    __tablename__ = "connection_log"
+    __table_args__ = {"info": {PERSONAL_DATA: True}}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    ip: Mapped[str | None] = mapped_column(Encrypted(IP_CONTEXT))
+    ip_index: Mapped[str | None] = mapped_column(
+        BlindIndex(IP_INDEX_CONTEXT, source="ip", normaliser="ip"), index=True
+    )
+    user_agent: Mapped[str | None] = mapped_column(String(TEXT_LIMIT))
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(TEXT_LIMIT))
+    status: Mapped[int] = mapped_column(SmallInteger)
+    latency_ms: Mapped[float] = mapped_column(Float)
+
+
+connection_log: Table = cast(Table, ConnectionLogEntry.__table__)
+
+
+def canonical_ip(value: str) -> str:
+    """The one spelling of an address that is stored and searched (IPv4-mapped IPv6 as IPv4).
+
+    Raises ``ValueError`` without quoting the value, which is personal data.
+    """
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise ValueError("not an IP address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def client_ip(scope: Scope) -> str | None:
+    """The peer address of the request (uvicorn has applied trusted proxy headers already).
+
+    ``None`` for a peer that is not an IP address (a Unix socket, a test client), which then
+    cannot be tied to anyone and is not stored.
+    """
+    client = scope.get("client")
+    if not client:
+        return None
+    try:
+        return canonical_ip(str(client[0]))
+    except ValueError:
+        return None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return cast(bytes, value).decode("latin-1")[:TEXT_LIMIT]
+    return None
+
+
+def matches_prefix(path: str, prefixes: Iterable[str]) -> bool:
+    """``/static/`` covers everything under it; ``/healthz`` covers itself and below only."""
+    for prefix in prefixes:
+        if prefix.endswith("/"):
+            if path.startswith(prefix) or path == prefix[:-1]:
+                return True
+        elif path == prefix or path.startswith(prefix + "/"):
+            return True
+    return False
+
+
+class ConnectionLog:
+    """Records every HTTP request in ``connection_log`` before its response may start.
+
+    The row is queued when the application starts its response and the ``http.response.start``
+    message is passed on only once the row is committed. ``latency_ms`` therefore runs to the
+    application's first response message. If the row cannot be written, the client gets a 503
+    instead of the application's response: an unlogged response would be a hole in the record
+    the log exists to keep. An exception escaping the application is recorded as a 500.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        writer: GroupCommit,
+        clock: Clock | None = None,
+        skip: Sequence[str] = DEFAULT_SKIP,
+    ) -> None:
+        self.app = app
+        self.writer = writer
+        self.clock = clock or SystemClock()
+        self.skip = tuple(skip)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._skipped(scope):
+            await self.app(scope, receive, send)
+            return
+        at = self.clock.now()
+        started = time.perf_counter()
+        responded = False
+        failed = False
+
+        async def logged_send(message: Message) -> None:
+            nonlocal responded, failed
+            if failed:
+                return  # a 503 went out instead; the application's body goes nowhere
+            if message["type"] == "http.response.start" and not responded:
+                responded = True
+                row = self._row(scope, at, int(message["status"]), started)
+                try:
+                    await self.writer.write(connection_log, row)
+                except Exception as exc:  # noqa: BLE001 - fail closed, whatever the cause
+                    failed = True
+                    log.error("connection log write failed", extra={"error": type(exc).__name__})
+                    await _unavailable(send)
+                    return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, logged_send)
+        except Exception:
+            if not responded:
+                responded = True
+                try:
+                    await self.writer.write(connection_log, self._row(scope, at, 500, started))
+                except Exception as exc:  # noqa: BLE001 - the original error matters more
+                    log.error("connection log write failed", extra={"error": type(exc).__name__})
+            raise
+
+    def _skipped(self, scope: Scope) -> bool:
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        return matches_prefix(path, self.skip)
+
+    @staticmethod
+    def _row(scope: Scope, at: dt.datetime, status: int, started: float) -> dict[str, object]:
+        ip = client_ip(scope)
+        return {
+            "at": at,
+            "ip": ip,
+            "ip_index": blind_index(ip, IP_INDEX_CONTEXT, "ip") if ip else None,
+            "user_agent": _header(scope, b"user-agent"),
+            "method": str(scope["method"])[:16],
+            "path": str(scope["path"])[:TEXT_LIMIT],
+            "status": status,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+
+
+async def _unavailable(send: Send) -> None:
+    body = b'{"error":"service_unavailable","detail":"The request could not be recorded."}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"5"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- retention ------------------------------------------------------------------------------------
+
+
+class ConnectionLogStore:
+    """Retention of the connection log: rows are deleted once the register's period is over."""
+
+    store_id = ACTIVITY
+    triggers = frozenset({RetentionTrigger.collected})
+    actions = frozenset({RetentionAction.delete})
+
+    def oldest(self, session: Session, trigger: RetentionTrigger) -> dt.datetime | None:
+        return session.scalar(select(func.min(ConnectionLogEntry.at)))
+
+    def count_due(self, session: Session, trigger: RetentionTrigger, cutoff: dt.datetime) -> int:
+        return int(session.scalar(select(func.count()).where(ConnectionLogEntry.at < cutoff)) or 0)
+
+    def purge_chunk(
+        self,
+        session: Session,
+        trigger: RetentionTrigger,
+        action: RetentionAction,
+        cutoff: dt.datetime,
+        limit: int,
+    ) -> int:
+        if action is not RetentionAction.delete:
+            raise ValueError(f"the connection log cannot {action}")
+        ids = list(
+            session.scalars(
+                select(ConnectionLogEntry.id)
+                .where(ConnectionLogEntry.at < cutoff)
+                .order_by(ConnectionLogEntry.id)
+                .limit(limit)
+            )
+        )
+        if ids:
+            session.execute(delete(ConnectionLogEntry).where(ConnectionLogEntry.id.in_(ids)))
+        return len(ids)
+
+
+# -- data-subject requests ------------------------------------------------------------------------
+
+CANNOT_BE_TIED = (
+    "The connection log records requests by IP address only. Without the IP address the "
+    "person used, and when, its records cannot be tied to them (GDPR Art. 11(2))."
+)
+SHARED_ADDRESS = (
+    "Matched by IP address and period: an address can be shared (a household, an office, a "
+    "mobile network) or reassigned, so these requests may include other people's."
+)
+
+
+class ConnectionLogProvider:
+    """Finds, exports and erases a person's requests by IP address, within a period if given."""
+
+    name = ACTIVITY
+    tables = frozenset({"connection_log"})
+
+    @staticmethod
+    def _mine(subject: SubjectIdentity) -> ColumnElement[bool] | None:
+        if not subject.ip_address:
+            return None
+        lookups = blind_lookups(canonical_ip(subject.ip_address), IP_INDEX_CONTEXT, "ip")
+        condition: ColumnElement[bool] = ConnectionLogEntry.ip_index.in_(lookups)
+        if subject.period is not None:
+            start, end = subject.period
+            condition = and_(condition, ConnectionLogEntry.at >= start, ConnectionLogEntry.at < end)
+        return condition
+
+    def find(self, session: Session, subject: SubjectIdentity) -> FoundRecords:
+        mine = self._mine(subject)
+        if mine is None:
+            return FoundRecords(self.name, {ACTIVITY: 0}, note=CANNOT_BE_TIED)
+        count = session.scalar(select(func.count()).select_from(connection_log).where(mine))
+        return FoundRecords(self.name, {ACTIVITY: int(count or 0)}, note=SHARED_ADDRESS)
+
+    def export(
+        self, session: Session, subject: SubjectIdentity
+    ) -> dict[str, list[dict[str, JsonScalar]]]:
+        mine = self._mine(subject)
+        if mine is None:
+            return {ACTIVITY: []}
+        entries = session.scalars(
+            select(ConnectionLogEntry).where(mine).order_by(ConnectionLogEntry.at)
+        )
+        return {
+            ACTIVITY: [
+                {
+                    "at": entry.at.isoformat(),
+                    "ip_address": entry.ip,
+                    "user_agent": entry.user_agent,
+                    "method": entry.method,
+                    "path": entry.path,
+                    "status": entry.status,
+                    "latency_ms": entry.latency_ms,
+                }
+                for entry in entries
+            ]
+        }
+
+    def erase(self, session: Session, subject: SubjectIdentity) -> ErasureOutcome:
+        mine = self._mine(subject)
+        if mine is None:
+            return ErasureOutcome(self.name, erased=0)
+        result = session.execute(delete(ConnectionLogEntry).where(mine))
+        return ErasureOutcome(self.name, erased=int(getattr(result, "rowcount", 0)))
+
+    def rectify(
+        self, session: Session, subject: SubjectIdentity, corrections: Mapping[str, str]
+    ) -> int:
+        """Nothing to rectify: each row records what the server received, which is accurate by
+        construction (Art. 16 concerns inaccurate data); editing it would falsify evidence."""
+        return 0
+
+    def restrict(self, session: Session, subject: SubjectIdentity, restricted: bool) -> int:
+        """Not supported: rows have no restriction flag. They are only ever read for security
+        and are gone after six months; a DPO who upholds a restriction (Art. 18) erases the
+        rows instead, which ``erase`` does."""
+        return 0
+
+    def object(self, session: Session, subject: SubjectIdentity, activity_id: str) -> int:
+        """Not automated: an objection to a fraud-prevention log (Art. 21(1)) is weighed by the
+        DPO against compelling legitimate grounds (securing the service); when it prevails,
+        the answer is ``erase``."""
+        return 0
+
+
+# -- abuse view -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AbuseSource:
+    """One source address and what it did since the view's start; ``ip`` is decrypted for
+    display, so the caller records the view in the audit trail."""
+
+    ip_index: str
+    ip: str | None
+    requests: int
+    errors: int
+    rejected: int
+    last_seen: dt.datetime
+
+
+def top_sources(session: Session, since: dt.datetime, limit: int = 20) -> list[AbuseSource]:
+    """The sources with the most error answers (status >= 400) since ``since``, most first.
+
+    ``rejected`` counts the 429s (rate-limited writes). Sources are grouped by blind index, so
+    while an index key is being rotated one address may briefly show as two sources.
+    """
+    errors = func.sum(case((ConnectionLogEntry.status >= 400, 1), else_=0))
+    rejected = func.sum(case((ConnectionLogEntry.status == 429, 1), else_=0))
+    last_seen = func.max(ConnectionLogEntry.at)
+    rows = session.execute(
+        select(
+            ConnectionLogEntry.ip_index,
+            func.count(),
+            errors,
+            rejected,
+            last_seen,
+            func.min(ConnectionLogEntry.id),
+        )
+        .where(ConnectionLogEntry.at >= since, ConnectionLogEntry.ip_index.is_not(None))
+        .group_by(ConnectionLogEntry.ip_index)
+        .having(errors > 0)
+        .order_by(errors.desc(), last_seen.desc())
+        .limit(limit)
+    ).all()
+    sample_ids = [row[5] for row in rows]
+    addresses: dict[int, str | None] = dict(
+        session.execute(
+            select(ConnectionLogEntry.id, ConnectionLogEntry.ip).where(
+                ConnectionLogEntry.id.in_(sample_ids)
+            )
+        )
+        .tuples()
+        .all()
+    )
+    return [
+        AbuseSource(
+            ip_index=str(index),
+            ip=addresses.get(sample_id),
+            requests=int(requests),
+            errors=int(error_count),
+            rejected=int(rejected_count or 0),
+            last_seen=_utc(seen),
+        )
+        for index, requests, error_count, rejected_count, seen, sample_id in rows
+    ]
+
+
+def _utc(value: object) -> dt.datetime:
+    """``max(at)`` comes back typed on every backend; this only guards the assumption."""
+    assert isinstance(value, dt.datetime)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

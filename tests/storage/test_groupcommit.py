@@ -1,0 +1,192 @@
+"""Group commit on both backends: waiters wait for COMMIT, batches group, bad rows fail alone."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, event, func, select
+
+from gardien.deps import State
+from gardien.storage.database import READ_ONLY
+from gardien.storage.groupcommit import GroupCommit, GroupCommitError, WriterStopped
+
+probe_metadata = MetaData()
+probe = Table(
+    "group_commit_probe",
+    probe_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("label", String(100), nullable=False, unique=True),
+)
+
+
+@pytest.fixture
+def engine(state: State) -> Iterator[Engine]:
+    probe_metadata.create_all(state.engine)
+    yield state.engine
+
+
+@pytest.fixture
+def writer(engine: Engine) -> Iterator[GroupCommit]:
+    writer = GroupCommit(engine, max_batch=100, name="test-group-commit")
+    yield writer
+    writer.stop()
+
+
+def labels(engine: Engine) -> list[str]:
+    """Read through a connection of its own, which sees committed rows only (read-only, so on
+    SQLite it does not queue for the write lock the writer holds)."""
+    with engine.execution_options(**{READ_ONLY: True}).connect() as connection:
+        return list(connection.scalars(select(probe.c.label).order_by(probe.c.id)))
+
+
+class CommitGate:
+    """Holds the writer thread inside its first COMMIT until the test opens the gate.
+
+    SQLAlchemy's ``commit`` event fires just before the driver's commit, so while the gate is
+    shut the batch is written but not committed.
+    """
+
+    def __init__(self, engine: Engine, thread_name: str) -> None:
+        self.engine = engine
+        self.thread_name = thread_name
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        self.commits = 0
+        event.listen(engine, "commit", self._on_commit)
+
+    def _on_commit(self, _connection: Any) -> None:
+        if threading.current_thread().name != self.thread_name:
+            return
+        self.commits += 1
+        self.entered.set()
+        assert self.opened.wait(10), "the test never opened the gate"
+
+    def close(self) -> None:
+        self.opened.set()
+        event.remove(self.engine, "commit", self._on_commit)
+
+
+@pytest.fixture
+def gate(engine: Engine, writer: GroupCommit) -> Iterator[CommitGate]:
+    gate = CommitGate(engine, writer.name)
+    yield gate
+    gate.close()
+
+
+def test_a_waiter_is_released_only_after_commit(
+    engine: Engine, writer: GroupCommit, gate: CommitGate
+) -> None:
+    async def scenario() -> None:
+        waiter = writer.submit(probe, {"label": "first"})
+        assert await asyncio.to_thread(gate.entered.wait, 10)
+        done, _ = await asyncio.wait({waiter}, timeout=0.3)
+        assert not done, "released before COMMIT returned"
+        assert labels(engine) == []  # written, not yet committed: nobody else sees it
+        gate.opened.set()
+        await asyncio.wait_for(waiter, 10)
+        assert labels(engine) == ["first"]  # released: another connection sees the row
+
+    asyncio.run(scenario())
+
+
+def test_rows_queued_during_a_commit_go_out_together(
+    engine: Engine, writer: GroupCommit, gate: CommitGate
+) -> None:
+    async def scenario() -> None:
+        first = writer.submit(probe, {"label": "first"})
+        assert await asyncio.to_thread(gate.entered.wait, 10)
+        rest = [writer.submit(probe, {"label": f"row-{i}"}) for i in range(250)]
+        gate.opened.set()
+        await asyncio.wait_for(asyncio.gather(first, *rest), 20)
+
+    asyncio.run(scenario())
+    assert len(labels(engine)) == 251
+    # One commit for "first", then the 250 queued behind it in batches of at most 100.
+    assert gate.commits == writer.batches == 4
+    assert writer.rows == 251
+
+
+def test_a_bad_row_fails_alone_and_its_error_quotes_no_value(
+    engine: Engine, writer: GroupCommit, gate: CommitGate
+) -> None:
+    async def scenario() -> list[BaseException | None]:
+        first = writer.submit(probe, {"label": "alice@example.org"})
+        assert await asyncio.to_thread(gate.entered.wait, 10)
+        batch = [
+            writer.submit(probe, {"label": "bob@example.org"}),
+            writer.submit(probe, {"label": "alice@example.org"}),  # unique violation
+            writer.submit(probe, {"label": "carol@example.org"}),
+        ]
+        gate.opened.set()
+        await first
+        results = await asyncio.gather(*batch, return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes[0] is None and outcomes[2] is None
+    error = outcomes[1]
+    assert isinstance(error, GroupCommitError)
+    assert error.table == "group_commit_probe"
+    assert error.error_type == "IntegrityError"
+    assert "alice" not in str(error) and error.__cause__ is None
+    assert labels(engine) == ["alice@example.org", "bob@example.org", "carol@example.org"]
+
+
+def test_a_missing_table_fails_every_waiter_and_the_writer_recovers(
+    engine: Engine, writer: GroupCommit
+) -> None:
+    missing = Table("group_commit_absent", MetaData(), Column("id", Integer, primary_key=True))
+
+    async def scenario() -> None:
+        with pytest.raises(GroupCommitError, match="group_commit_absent"):
+            await writer.write(missing, {"id": 1})
+        await writer.write(probe, {"label": "after"})
+
+    asyncio.run(scenario())
+    assert labels(engine) == ["after"]
+
+
+def test_stop_writes_everything_submitted_then_refuses(
+    engine: Engine, writer: GroupCommit
+) -> None:
+    async def scenario() -> None:
+        waiters = [writer.submit(probe, {"label": f"row-{i}"}) for i in range(50)]
+        await asyncio.to_thread(writer.stop)
+        await asyncio.wait_for(asyncio.gather(*waiters), 5)
+        with pytest.raises(WriterStopped):
+            writer.submit(probe, {"label": "late"})
+
+    asyncio.run(scenario())
+    assert len(labels(engine)) == 50
+    assert not writer.running
+
+
+def test_waiters_of_several_event_loops(engine: Engine, writer: GroupCommit) -> None:
+    """Each waiter is woken on its own loop (servers may run one loop per thread)."""
+
+    def one_loop(prefix: str) -> None:
+        async def scenario() -> None:
+            await asyncio.gather(
+                *(writer.write(probe, {"label": f"{prefix}-{i}"}) for i in range(20))
+            )
+
+        asyncio.run(scenario())
+
+    threads = [threading.Thread(target=one_loop, args=(f"loop{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(probe)) == 60
+
+
+def test_settings_are_checked(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        GroupCommit(engine, max_batch=0)
+    with pytest.raises(ValueError, match="max_delay"):
+        GroupCommit(engine, max_delay=-1)
