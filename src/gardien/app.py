@@ -18,6 +18,7 @@ from gardien.policy import service as policy_service
 from gardien.policy.routes import router as policy_router
 from gardien.retention.service import run_retention
 from gardien.runtime import build_state
+from gardien.security import audit
 from gardien.security.admin import router as admin_router
 from gardien.storage.database import unit_of_work
 from gardien.storage.locks import LockBusy
@@ -38,6 +39,16 @@ def publish_policy(state: State, published_by: str) -> int:
     """Publish a new policy version if the register's rendered content changed."""
     with unit_of_work(state.sessions) as session:
         published = policy_service.publish(session, state.register, state.clock.now(), published_by)
+        if published.created:
+            audit.record(
+                session,
+                audit.Actor.system(published_by),
+                "policy.published",
+                state.clock.now(),
+                target_type="policy_version",
+                target_id=str(published.version.number),
+                reason=published.version.content_hash,
+            )
     if published.created:
         log.info("policy version published", extra={"version": published.version.number})
     return published.version.number

@@ -24,9 +24,9 @@ probe = Table(
 
 
 @pytest.fixture
-def engine(state: State) -> Iterator[Engine]:
+def engine(state: State) -> Engine:
     probe_metadata.create_all(state.engine)
-    yield state.engine
+    return state.engine
 
 
 @pytest.fixture
@@ -150,9 +150,7 @@ def test_a_missing_table_fails_every_waiter_and_the_writer_recovers(
     assert labels(engine) == ["after"]
 
 
-def test_stop_writes_everything_submitted_then_refuses(
-    engine: Engine, writer: GroupCommit
-) -> None:
+def test_stop_writes_everything_submitted_then_refuses(engine: Engine, writer: GroupCommit) -> None:
     async def scenario() -> None:
         waiters = [writer.submit(probe, {"label": f"row-{i}"}) for i in range(50)]
         await asyncio.to_thread(writer.stop)

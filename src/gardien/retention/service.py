@@ -22,6 +22,7 @@ from gardien.register.durations import parse_period
 from gardien.register.schema import Activity, LegalHold, Register
 from gardien.retention.models import PurgeReceipt
 from gardien.retention.stores import StoreRegistry
+from gardien.security import audit
 from gardien.storage.clock import Clock
 from gardien.storage.database import unit_of_work
 from gardien.storage.locks import job_lease
@@ -140,6 +141,16 @@ def run_retention(
             if dry_run:
                 continue
             with unit_of_work(sessions) as session:
+                if outcome.outcome is Outcome.purged:
+                    audit.record(
+                        session,
+                        audit.Actor.system("retention"),
+                        f"retention.{activity.retention.action.value}",
+                        clock.now(),
+                        target_type="activity",
+                        target_id=activity.id,
+                        reason=f"run {run_id}: {outcome.rows} rows, cutoff {outcome.cutoff:%F}",
+                    )
                 session.add(
                     PurgeReceipt(
                         run_id=run_id,

@@ -24,7 +24,7 @@ import anyio.to_thread
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gardien.security.connection_log import client_ip, matches_prefix
+from gardien.security.connection_log import canonical_ip, client_ip, matches_prefix
 from gardien.security.ratelimit import RateLimit, hit
 from gardien.storage.clock import Clock
 from gardien.storage.database import unit_of_work
@@ -49,7 +49,7 @@ def budget_subject(ip: str | None) -> str:
     ``ratelimit``, never stored as is)."""
     if ip is None:
         return "unknown"
-    address = ipaddress.ip_address(ip)
+    address = ipaddress.ip_address(canonical_ip(ip))
     if isinstance(address, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
