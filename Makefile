@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
+	$(BIN)/gardien keys init
+	@echo "Admin: create an account with .venv/bin/gardien admin create-user you@example.org --role admin"
 	$(BIN)/gardien serve --host 127.0.0.1 --port 8000
 
 # Debian's chromium for the browser tests (Playwright drives it; it never downloads its own).
