@@ -1,4 +1,4 @@
-"""``python -m bench [startup|throughput ...]``: run the benchmarks and summarise the targets.
+"""``python -m bench [startup|throughput|connlog ...]``: run benchmarks, summarise targets.
 
 Targets are reported as PASS/MISS, never enforced: the machines are shared and noisy, so each
 figure is read next to the baseline measured in the same run.
@@ -10,12 +10,14 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench import startup, throughput
+from bench import connlog, crypto, startup, throughput
 from bench.common import Verdict, heading, print_table
 
 BENCHMARKS: dict[str, Callable[[], list[Verdict]]] = {
     "startup": startup.run,
     "throughput": throughput.run,
+    "connlog": connlog.run,
+    "crypto": crypto.run,
 }
 
 

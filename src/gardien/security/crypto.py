@@ -91,14 +91,21 @@ class KeyRing:
     reload: Callable[[KeyRing], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _data_key(self, key_id: str) -> bytes:
+    ciphers: dict[str, AESGCM] = field(default_factory=dict)
+    """AES-GCM contexts per key id, so the key schedule is computed once, not per value."""
+
+    def _cipher(self, key_id: str) -> AESGCM:
+        cipher = self.ciphers.get(key_id)
+        if cipher is not None:
+            return cipher
         key = self.data_keys.get(key_id)
         if key is None and self.reload is not None:
             self.reload(self)
             key = self.data_keys.get(key_id)
         if key is None:
             raise DecryptionError(f"data key {key_id} is not known to this keys file")
-        return key
+        cipher = self.ciphers[key_id] = AESGCM(key)
+        return cipher
 
     def encrypt(self, plaintext: str, context: str) -> bytes:
         if self.active_data is None:
@@ -106,7 +113,7 @@ class KeyRing:
         key_id = self.active_data
         nonce = os.urandom(NONCE_BYTES)
         aad = f"{context}:{key_id}".encode()
-        sealed = AESGCM(self.data_keys[key_id]).encrypt(nonce, plaintext.encode(), aad)
+        sealed = self._cipher(key_id).encrypt(nonce, plaintext.encode(), aad)
         return FORMAT + key_id.encode() + nonce + sealed
 
     def decrypt(self, blob: bytes, context: str) -> str:
@@ -116,9 +123,7 @@ class KeyRing:
         nonce = blob[1 + KEY_ID_BYTES : 1 + KEY_ID_BYTES + NONCE_BYTES]
         aad = f"{context}:{key_id}".encode()
         try:
-            plain = AESGCM(self._data_key(key_id)).decrypt(
-                nonce, blob[1 + KEY_ID_BYTES + NONCE_BYTES :], aad
-            )
+            plain = self._cipher(key_id).decrypt(nonce, blob[1 + KEY_ID_BYTES + NONCE_BYTES :], aad)
         except InvalidTag as exc:
             raise DecryptionError(f"{context}: ciphertext does not authenticate") from exc
         return plain.decode()

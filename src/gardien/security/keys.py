@@ -175,6 +175,7 @@ class KeyStore:
         ring = self.ring
         with ring.lock:
             ring.data_keys = {r.id: unwrapped[r.id] for r in rows if r.purpose == "data"}
+            ring.ciphers = {}
             ring.index_keys = {r.id: unwrapped[r.id] for r in rows if r.purpose == "index"}
             ring.active_data = _newest(rows, "data", ("active",))
             ring.active_index = _newest(rows, "index", ("active",))
