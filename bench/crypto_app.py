@@ -58,9 +58,9 @@ class Submission(BaseModel):
 def _round_trip(table: Table, submission: Submission) -> dict[str, Any]:
     with sessions.begin() as session:
         new_id = session.execute(
-            insert(table).values(**submission.model_dump())
-        ).inserted_primary_key
-        row = session.execute(select(table).where(table.c.id == new_id[0])).one()
+            insert(table).values(**submission.model_dump()).returning(table.c.id)
+        ).scalar_one()
+        row = session.execute(select(table).where(table.c.id == new_id)).one()
     return {"id": row.id, "email": row.email}
 
 

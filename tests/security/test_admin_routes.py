@@ -10,21 +10,15 @@ what each route needs and must list every admin route, so the matrix cannot sile
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
-import httpx2 as httpx
 import pytest
-from fastapi import FastAPI
-from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
-from starlette.routing import Mount, Route
 
 from gardien.deps import State
 from gardien.security.auth import COOKIE
 from gardien.security.permissions import MATRIX, Permission, Role, allowed
 from gardien.storage.clock import FrozenClock
+from tests.security.routes import ACCESS, PUBLIC, SECOND_FACTOR, admin_routes, call, refused
 from tests.security.signin import (
     PASSWORD,
     STEP,
@@ -36,123 +30,6 @@ from tests.security.signin import (
     snapshot,
     submit_password,
 )
-
-PUBLIC = "public"
-SECOND_FACTOR = "second factor"
-"""The MFA pages: a session that passed the password step, before or after its second factor."""
-
-P = Permission
-ACCESS: dict[tuple[str, str], Permission | str] = {
-    ("GET", "/admin/login"): PUBLIC,
-    ("POST", "/admin/login"): PUBLIC,
-    ("GET", "/admin/mfa"): SECOND_FACTOR,
-    ("POST", "/admin/mfa"): SECOND_FACTOR,
-    ("GET", "/admin/mfa/enrol"): SECOND_FACTOR,
-    ("POST", "/admin/mfa/enrol"): SECOND_FACTOR,
-    ("POST", "/admin/logout"): P.view_dashboard,
-    ("GET", "/admin"): P.view_dashboard,
-    ("GET", "/admin/password"): P.view_dashboard,
-    ("POST", "/admin/password"): P.view_dashboard,
-    ("GET", "/admin/users"): P.manage_users,
-    ("POST", "/admin/users"): P.manage_users,
-    ("POST", "/admin/users/{user_id}/disable"): P.manage_users,
-    ("GET", "/admin/tokens"): P.manage_own_tokens,
-    ("POST", "/admin/tokens"): P.manage_own_tokens,
-    ("POST", "/admin/tokens/{token_id}/revoke"): P.manage_own_tokens,
-    ("GET", "/admin/audit"): P.view_audit_log,
-    ("GET", "/admin/api/me"): P.view_dashboard,
-    ("GET", "/admin/api/audit/head"): P.view_audit_log,
-}
-
-FORM_VALUES = {
-    "email": "newcomer@example.org",
-    "password": PASSWORD,
-    "role": "auditor",
-    "name": "nightly report",
-    "current": PASSWORD,
-    "new": "another long passphrase 42",
-    "code": "123456",
-}
-"""Plausible values for the admin forms' fields, so a refusal is never a validation error."""
-
-
-@dataclass(frozen=True)
-class AdminRoute:
-    method: str
-    path: str
-    """The path template, as declared (``/admin/users/{user_id}/disable``)."""
-    fields: tuple[str, ...]
-    needs: tuple[str, ...]
-    """What the route's dependencies demand: ``require_<permission>`` or ``partial_session``."""
-
-    @property
-    def url(self) -> str:
-        return re.sub(r"\{[^}]+\}", "1", self.path)
-
-    @property
-    def declared(self) -> Permission | str:
-        permissions = [n.removeprefix("require_") for n in self.needs if n.startswith("require_")]
-        if permissions:
-            assert len(permissions) == 1, f"{self}: several permission dependencies"
-            return Permission(permissions[0])
-        return SECOND_FACTOR if "partial_session" in self.needs else PUBLIC
-
-    def form(self, csrf: str) -> dict[str, str]:
-        values = {name: FORM_VALUES.get(name, "1") for name in self.fields}
-        if "csrf" in values:
-            values["csrf"] = csrf
-        return values
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.path}"
-
-
-def _dependencies(dependant: Any) -> Iterator[Any]:
-    for dependency in dependant.dependencies:
-        yield dependency
-        yield from _dependencies(dependency)
-
-
-def admin_routes(app: FastAPI) -> list[AdminRoute]:
-    """Every (method, path) the app serves under ``/admin``, whatever kind of route it is."""
-    found: list[AdminRoute] = []
-    for context in iter_route_contexts(app.routes):
-        route = context.original_route
-        path = context.path or ""
-        if not (path == "/admin" or path.startswith("/admin/")):
-            continue
-        if isinstance(route, APIRoute):
-            dependant = context.dependant
-            calls = [getattr(d.call, "__name__", "") for d in _dependencies(dependant)]
-            fields = [
-                f.alias for d in (dependant, *_dependencies(dependant)) for f in d.body_params
-            ]
-            for method in sorted(context.methods or ()):
-                found.append(AdminRoute(method, path, tuple(fields), tuple(calls)))
-        elif isinstance(route, Route):
-            for method in sorted((context.methods or set()) - {"HEAD"}):
-                found.append(AdminRoute(method, path, (), ()))
-        elif isinstance(route, Mount):
-            found.append(AdminRoute("GET", path + "/probe", (), ()))
-        else:
-            pytest.fail(
-                f"{path}: a {type(route).__name__} under /admin that this test cannot probe"
-            )
-    return found
-
-
-def call(client: TestClient, route: AdminRoute, csrf: str = "not-the-token") -> httpx.Response:
-    if route.method == "GET":
-        return client.get(route.url, follow_redirects=False)
-    return client.request(
-        route.method, route.url, data=route.form(csrf) or None, follow_redirects=False
-    )
-
-
-def refused(response: httpx.Response) -> bool:
-    if response.status_code in (401, 403):
-        return True
-    return response.status_code == 303 and response.headers["location"].startswith("/admin/login")
 
 
 def test_the_access_table_lists_every_admin_route(client: TestClient) -> None:
@@ -203,8 +80,10 @@ def test_no_admin_route_answers_without_a_session(
     assert len(routes) >= len(ACCESS)
     before = snapshot(state)
     for route in routes:
-        if route.declared == PUBLIC or (
-            caller == "password but no second factor" and route.declared == SECOND_FACTOR
+        # only what the reviewed table calls public (or MFA pages, for a half-signed-in
+        # session) is skipped: a route missing from it is probed like any protected one
+        if route.access == PUBLIC or (
+            caller == "password but no second factor" and route.access == SECOND_FACTOR
         ):
             continue
         response = call(client, route)
@@ -289,13 +168,12 @@ def test_an_api_token_reaches_exactly_what_its_role_grants(
     for route in admin_routes(client.app):  # type: ignore[arg-type]
         if route.declared == PUBLIC:
             continue
+        grants = isinstance(route.declared, Permission) and allowed(role, route.declared)
+        if grants and route.method != "GET":
+            continue  # what a token may change is tested below, route by route
         response = call(api, route)
-        if route.declared == SECOND_FACTOR:  # tokens never enrol or pass a second factor
-            assert response.status_code == 403, str(route)
-        elif not allowed(role, route.declared):  # type: ignore[arg-type]
-            assert response.status_code == 403, f"{route} answered {response.status_code}"
-        elif route.method == "GET":
-            assert response.status_code == 200, f"{route} answered {response.status_code}"
+        expected = 200 if grants else 403  # tokens never enrol or pass a second factor
+        assert response.status_code == expected, f"{route} answered {response.status_code}"
     after = snapshot(state)
     del before["audit_entry"], after["audit_entry"]  # allowed views are traced
     assert after == before
@@ -316,9 +194,9 @@ def test_a_token_is_scoped_below_its_owner(
     assert api.get("/admin/api/me", params={"token_auth": token}).status_code == 200
     # a token cannot mint tokens, even for a role it holds
     minted = api.post(
-        "/admin/tokens", headers=bearer, data={"name": "x", "role": "auditor", "csrf": ""}
+        "/admin/tokens", headers=bearer, data={"name": "x", "role": "auditor", "csrf": "-"}
     )
-    assert minted.status_code in (403, 422)
+    assert minted.status_code == 403
 
 
 def _revoke_all(admin: SignedIn) -> None:
@@ -371,3 +249,44 @@ def test_second_factor_pages_need_a_password_step(client: TestClient, state: Sta
     assert client.get("/admin/mfa/enrol").status_code == 200
     assert client.get("/admin", follow_redirects=False).status_code == 303
     assert client.get("/admin/api/me").status_code == 401
+
+
+@pytest.mark.xfail(
+    reason="bug: POST /admin/password accepts an API token and hands back a full session "
+    "(owner's role, second factor passed): see the report",
+    strict=True,
+)
+def test_an_api_token_cannot_turn_into_a_signed_in_session(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    admin = signed_in(client, state, clock, "admin@example.org", "admin")
+    token = create_token(admin, "read-only report", "auditor")
+    api = new_client(client)
+    answer = api.post(
+        "/admin/password",
+        headers={"Authorization": f"Bearer {token}"},
+        data={"current": PASSWORD, "new": "another long passphrase 42", "csrf": "-"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 403
+    assert COOKIE not in answer.cookies
+    assert submit_password(new_client(client), "admin@example.org").status_code == 303
+
+
+@pytest.mark.xfail(
+    reason="bug: POST /admin/users with an admin API token creates the user, then fails on "
+    "`assert context.session is not None` (500): see the report",
+    strict=True,
+)
+def test_an_admin_token_creating_a_user_gets_an_answer_not_a_500(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    admin = signed_in(client, state, clock, "admin@example.org", "admin")
+    token = create_token(admin, "provisioning", "admin")
+    answer = new_client(client).post(
+        "/admin/users",
+        headers={"Authorization": f"Bearer {token}"},
+        data={"email": "new@example.org", "role": "agent", "password": PASSWORD, "csrf": "-"},
+        follow_redirects=False,
+    )
+    assert answer.status_code in (303, 403)
