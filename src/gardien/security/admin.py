@@ -6,6 +6,7 @@ session's CSRF token and every page is ``noindex``.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 import secrets
 from typing import Annotated, Any
@@ -566,3 +567,29 @@ def api_audit_head(state: AppState, db: DbSession, context: AuditReader) -> Audi
 
 def login_location(path: str) -> str:
     return "/admin/login?next=" + quote(path, safe="/")
+
+
+AbuseReader = Annotated[AdminContext, Depends(require(Permission.view_abuse))]
+
+
+@router.get(
+    "/abuse", response_class=HTMLResponse, summary="Top sources of errors and rejected writes"
+)
+def abuse(
+    state: AppState, db: DbSession, request: Request, context: AbuseReader, hours: int = 24
+) -> HTMLResponse:
+    from gardien.security.connection_log import top_sources
+
+    hours = max(1, min(hours, 24 * 31))
+    now = state.clock.now()
+    sources = top_sources(db, now - dt.timedelta(hours=hours), limit=50)
+    # The view shows IP addresses in clear: the access itself is personal-data access.
+    audit.record(
+        db,
+        context.actor,
+        "view.abuse",
+        now,
+        target_type="connection_log",
+        reason=f"last {hours} h, {len(sources)} sources",
+    )
+    return page(state, request, "abuse.html", context, sources=sources, hours=hours)
