@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,10 @@ from gardien.retention.service import run_retention
 from gardien.runtime import build_state
 from gardien.security import audit
 from gardien.security.admin import router as admin_router
+from gardien.security.connection_log import ConnectionLog
+from gardien.security.public_limits import PublicWriteLimits
+from gardien.security.ratelimit import purge_expired as purge_expired_buckets
+from gardien.security.service import purge_expired_sessions
 from gardien.storage.database import unit_of_work
 from gardien.storage.locks import LockBusy
 from gardien.web import errors
@@ -54,11 +59,20 @@ def publish_policy(state: State, published_by: str) -> int:
     return published.version.number
 
 
+def _housekeeping(state: State) -> None:
+    """Ended sessions, forgotten sign-in failures and past rate-limit windows go."""
+    now = state.clock.now()
+    with unit_of_work(state.sessions) as session:
+        purge_expired_sessions(session, now)
+        purge_expired_buckets(session, now - dt.timedelta(hours=2))
+
+
 async def _retention_schedule(state: State) -> None:
     interval = state.settings.retention_interval_hours * 3600
     await asyncio.sleep(min(60.0, interval))
     while True:
         try:
+            await asyncio.to_thread(_housekeeping, state)
             results = await asyncio.to_thread(
                 run_retention, state.sessions, state.register, state.stores, state.clock
             )
@@ -81,6 +95,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.writer.start()
         if publish_on_start:
             await asyncio.to_thread(publish_policy, state, "serve")
         task = asyncio.create_task(_retention_schedule(state)) if scheduler else None
@@ -91,6 +106,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await asyncio.to_thread(state.writer.stop)
 
     app = FastAPI(
         title="Gardien",
@@ -109,6 +125,11 @@ def create_app(
     # Added innermost first: the access log sees every response, headers cover error pages.
     app.add_middleware(errors.CatchAll)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        PublicWriteLimits, sessions=state.sessions, secret=lambda: state.secret, clock=state.clock
+    )
+    # Every request that reaches the site is logged, refusals (413, 429) included.
+    app.add_middleware(ConnectionLog, writer=state.writer, clock=state.clock)
     app.add_middleware(
         SecurityHeaders, csp=content_security_policy([]), always_https=settings.https
     )

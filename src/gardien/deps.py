@@ -22,6 +22,7 @@ from gardien.retention.stores import StoreRegistry
 from gardien.security.keys import KeyStore
 from gardien.storage.clock import Clock
 from gardien.storage.database import unit_of_work
+from gardien.storage.groupcommit import GroupCommit
 from gardien.storage.subjects import ProviderRegistry
 
 
@@ -37,6 +38,8 @@ class State:
     stores: StoreRegistry
     providers: ProviderRegistry
     keys: KeyStore
+    writer: GroupCommit
+    """Group-commit writer for hot write paths (the connection log)."""
     secret: bytes = b""
     """Keyed-hash secret (rate-limit buckets), set by ``runtime.start`` from the keys file."""
     caches: dict[str, Any] = field(default_factory=dict)
@@ -65,7 +68,10 @@ def get_reader(request: Request) -> Iterator[Session]:
 
 
 AppState = Annotated[State, Depends(get_state)]
-DbSession = Annotated[Session, Depends(get_session)]
+# scope="function": the transaction ends when the handler returns, *before* the response is
+# sent, so a 2xx always means committed (DESIGN principle 5) and no request still holds
+# SQLite's write lock while its response waits for the connection log.
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 """A read-write session; the request's transaction commits once when the handler returns."""
-ReadSession = Annotated[Session, Depends(get_reader)]
+ReadSession = Annotated[Session, Depends(get_reader, scope="function")]
 """A read-only session for pages and reports; never takes SQLite's write lock."""

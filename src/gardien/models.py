@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gardien.policy.models import PolicyVersion
 from gardien.retention.models import PurgeReceipt
+from gardien.security.connection_log import ConnectionLogEntry
 from gardien.security.models import (
     AdminSession,
     AdminUser,
@@ -25,6 +26,7 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "AuthThrottle",
+    "ConnectionLogEntry",
     "RecoveryCode",
     "EncryptionKey",
     "JobLock",

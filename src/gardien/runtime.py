@@ -15,22 +15,25 @@ from gardien.register.schema import Register
 from gardien.retention.stores import RetentionStore, StoreRegistry
 from gardien.security import crypto
 from gardien.security.audit import AuditStore
+from gardien.security.connection_log import ConnectionLogProvider, ConnectionLogStore
 from gardien.security.keys import KeysError, KeyStore, init_keys, keys_path, read_keys
 from gardien.security.models import EncryptionKey
+from gardien.security.provider import AdminAccountProvider, AdminAccountStore
 from gardien.storage.clock import Clock, SystemClock
 from gardien.storage.database import engine_from_settings, reader_factory, session_factory
+from gardien.storage.groupcommit import GroupCommit
 from gardien.storage.subjects import ProviderRegistry, SubjectProvider
 from gardien.web.templating import make_environments
 
 
 def domain_stores() -> list[RetentionStore]:
     """Every domain's retention store; later capabilities append theirs here."""
-    return [AuditStore()]
+    return [AuditStore(), ConnectionLogStore(), AdminAccountStore()]
 
 
 def domain_providers() -> list[SubjectProvider]:
     """Every domain's data-subject provider; later capabilities append theirs here."""
-    return []
+    return [ConnectionLogProvider(), AdminAccountProvider()]
 
 
 def build_state(
@@ -57,6 +60,7 @@ def build_state(
         stores=stores or StoreRegistry(domain_stores()),
         providers=providers or ProviderRegistry(domain_providers()),
         keys=KeyStore(settings, sessions, clock),
+        writer=GroupCommit(engine),
     )
 
 

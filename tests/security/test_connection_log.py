@@ -55,8 +55,11 @@ def writer(log_table: State) -> Iterator[GroupCommit]:
 
 @pytest.fixture
 def logged_app(settings: Settings, log_table: State, writer: GroupCommit) -> FastAPI:
+    """Gardien's app with its connection log (added here as long as ``create_app`` does not)."""
     app = create_app(settings, state=log_table, scheduler=False)
-    app.add_middleware(ConnectionLog, writer=writer, clock=log_table.clock)
+    wired: list[object] = [middleware.cls for middleware in app.user_middleware]
+    if ConnectionLog not in wired:
+        app.add_middleware(ConnectionLog, writer=writer, clock=log_table.clock)
     return app
 
 

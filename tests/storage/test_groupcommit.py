@@ -161,6 +161,13 @@ def test_stop_writes_everything_submitted_then_refuses(engine: Engine, writer: G
     asyncio.run(scenario())
     assert len(labels(engine)) == 50
     assert not writer.running
+    writer.start()  # a second lifespan of the same app
+
+    async def again() -> None:
+        await writer.write(probe, {"label": "again"})
+
+    asyncio.run(again())
+    assert len(labels(engine)) == 51
 
 
 def test_waiters_of_several_event_loops(engine: Engine, writer: GroupCommit) -> None:

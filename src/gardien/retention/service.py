@@ -141,7 +141,7 @@ def run_retention(
             if dry_run:
                 continue
             with unit_of_work(sessions) as session:
-                if outcome.outcome is Outcome.purged:
+                if outcome.outcome is Outcome.purged and outcome.rows:
                     audit.record(
                         session,
                         audit.Actor.system("retention"),

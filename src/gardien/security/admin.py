@@ -111,8 +111,19 @@ def client_ip(request: Request) -> str:
 def login_form(state: AppState, request: Request) -> HTMLResponse:
     token = secrets.token_urlsafe(32)
     response = page(state, request, "login.html", csrf=token, error=None)
-    response.set_cookie(LOGIN_CSRF, token, httponly=True, samesite="strict", path="/admin")
+    _login_cookie(response, request, state, token)
     return response
+
+
+def _login_cookie(response: Response, request: Request, state: State, token: str) -> None:
+    response.set_cookie(
+        LOGIN_CSRF,
+        token,
+        httponly=True,
+        samesite="strict",
+        path="/admin",
+        secure=state.settings.secure_cookies or request.url.scheme == "https",
+    )
 
 
 @router.post("/login", response_class=HTMLResponse, summary="Sign in with e-mail and password")
@@ -137,7 +148,7 @@ def login(
             raise TooManyRequests(str(refused), refused.retry_after) from None
         token = secrets.token_urlsafe(32)
         response = page(state, request, "login.html", csrf=token, error=str(refused), status=401)
-        response.set_cookie(LOGIN_CSRF, token, httponly=True, samesite="strict", path="/admin")
+        _login_cookie(response, request, state, token)
         return response
     opened = service.open_session(db, user, now)
     audit.record(
@@ -202,8 +213,10 @@ def mfa(
             "too many wrong codes: try again later", int((until - now).total_seconds()) + 1
         )
     if service.verify_totp(context.user, code, now):
+        service.clear_failures(db, state.secret, "mfa", str(context.user.id))
         return _complete_sign_in(state, db, request, context, "sign_in.totp")
     if service.use_recovery_code(db, context.user, code, now):
+        service.clear_failures(db, state.secret, "mfa", str(context.user.id))
         return _complete_sign_in(state, db, request, context, "sign_in.recovery_code")
     service.record_failure(db, state.secret, keys, now)
     audit.record(
@@ -228,10 +241,10 @@ def _qr_data_uri(uri: str) -> str:
 
 @router.get("/mfa/enrol", response_class=HTMLResponse, summary="Enrol an authenticator app")
 def enrol_form(state: AppState, db: DbSession, request: Request, context: PartialAdmin) -> Response:
-    if context.user.totp_enrolled_at is not None and not (
-        context.session and context.session.mfa_passed
-    ):
-        return redirect("/admin/mfa")
+    if context.user.totp_enrolled_at is not None:
+        # Never show an enrolled account's secret again: a stolen session would keep it.
+        passed = context.session is not None and context.session.mfa_passed
+        return redirect("/admin" if passed else "/admin/mfa")
     secret = service.start_enrolment(context.user)
     uri = service.provisioning_uri(context.user, f"Gardien ({state.register.operator.brand})")
     return page(
@@ -256,9 +269,7 @@ def enrol(
     csrf: Csrf,
 ) -> Response:
     check_csrf(context, csrf)
-    if context.user.totp_enrolled_at is not None and not (
-        context.session and context.session.mfa_passed
-    ):
+    if context.user.totp_enrolled_at is not None:
         raise Forbidden("this account already has a second factor")
     now = state.clock.now()
     try:
@@ -284,11 +295,17 @@ def enrol(
         target_type="admin_user",
         target_id=str(context.user.id),
     )
+    # Privilege changed: a new session token replaces the pre-MFA one (no fixation).
     assert context.session is not None
-    context.session.mfa_passed = True
-    return page(
+    service.close_session(db, context.session)
+    opened = service.open_session(db, context.user, now)
+    opened.record.mfa_passed = True
+    context.session = opened.record
+    shown = page(
         state, request, "enrol.html", context, secret=None, qr=None, error=None, codes=codes
     )
+    set_session_cookie(shown, request, opened.token, state.settings.secure_cookies)
+    return shown
 
 
 @router.post("/logout", summary="Sign out")
@@ -409,10 +426,12 @@ def create_user(
         target_id=str(user.id),
         reason=f"role={user.role}",
     )
-    assert context.session is not None
-    service.set_flash(
-        context.session, "ok", "Account created. Its owner enrols a second factor at first sign-in."
-    )
+    if context.session is not None:
+        service.set_flash(
+            context.session,
+            "ok",
+            "Account created. Its owner enrols a second factor at first sign-in.",
+        )
     return redirect("/admin/users")
 
 

@@ -21,7 +21,7 @@ from gardien.errors import GardienError
 from gardien.security import service
 from gardien.security.audit import Actor
 from gardien.security.models import AdminSession, AdminUser, ApiToken
-from gardien.security.permissions import Permission, allowed
+from gardien.security.permissions import Permission, allowed, can_grant
 
 COOKIE = "gardien_session"
 
@@ -90,6 +90,8 @@ def resolve(
         if token is None:
             raise NotSignedIn("invalid or revoked API token")
         user = service.get_user(db, token.user_id)
+        if not can_grant(user.role, token.role):  # the owner was demoted since
+            raise NotSignedIn("this token's role exceeds its owner's current role")
         return AdminContext(user=user, role=token.role, token=token)
     record = service.resume_session(db, request.cookies.get(COOKIE, ""), now)
     if record is None:
@@ -125,7 +127,9 @@ PartialAdmin = Annotated[AdminContext, Depends(partial_session)]
 
 
 def check_csrf(context: AdminContext, submitted: str) -> None:
-    if context.session is None:  # API tokens are not ambient credentials: no CSRF risk
-        return
+    """Every state-changing form: the session's token must come back. API tokens never use
+    these forms (they could otherwise turn a narrow token into a full session)."""
+    if context.session is None:
+        raise Forbidden("API tokens cannot submit admin forms; use the admin API")
     if not submitted or not hmac.compare_digest(submitted, context.session.csrf_token):
         raise Forbidden("the form has expired or did not come from this site: reload the page")

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gardien.register.schema import RetentionAction, RetentionTrigger
-from gardien.security.crypto import BlindIndex, Encrypted, blind_index, blind_lookups
+from gardien.security.crypto import BlindIndex, Encrypted, blind_index, blind_lookups, ring
 from gardien.storage.base import PERSONAL_DATA, Base
 from gardien.storage.clock import Clock, SystemClock
 from gardien.storage.groupcommit import GroupCommit
@@ -124,6 +124,38 @@ def matches_prefix(path: str, prefixes: Iterable[str]) -> bool:
     return False
 
 
+class _Addresses:
+    """Each peer's canonical address and blind index, computed once rather than per request.
+
+    A busy client sends many requests; parsing its address and computing the HMAC every time
+    would be most of the log's cost on the event loop. Entries are kept per active index key,
+    so a key rotation starts afresh, and the table is emptied when it grows past ``limit``.
+    It lives in process memory only, like the request that brought the address.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._index_key: str | None = None
+        self._known: dict[str, tuple[str | None, str | None]] = {}
+
+    def lookup(self, host: str) -> tuple[str | None, str | None]:
+        index_key = ring().active_index
+        if index_key != self._index_key:
+            self._known.clear()
+            self._index_key = index_key
+        known = self._known.get(host)
+        if known is None:
+            try:
+                ip: str | None = canonical_ip(host)
+            except ValueError:
+                ip = None  # a Unix socket or a test client: not an address of anyone
+            known = (ip, blind_index(ip, IP_INDEX_CONTEXT, "ip") if ip else None)
+            if len(self._known) >= self.limit:
+                self._known.clear()
+            self._known[host] = known
+        return known
+
+
 class ConnectionLog:
     """Records every HTTP request in ``connection_log`` before its response may start.
 
@@ -146,6 +178,7 @@ class ConnectionLog:
         self.writer = writer
         self.clock = clock or SystemClock()
         self.skip = tuple(skip)
+        self._addresses = _Addresses()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._skipped(scope):
@@ -190,13 +223,13 @@ class ConnectionLog:
             path = path[len(root) :] or "/"
         return matches_prefix(path, self.skip)
 
-    @staticmethod
-    def _row(scope: Scope, at: dt.datetime, status: int, started: float) -> dict[str, object]:
-        ip = client_ip(scope)
+    def _row(self, scope: Scope, at: dt.datetime, status: int, started: float) -> dict[str, object]:
+        client = scope.get("client")
+        ip, ip_index = self._addresses.lookup(str(client[0])) if client else (None, None)
         return {
             "at": at,
             "ip": ip,
-            "ip_index": blind_index(ip, IP_INDEX_CONTEXT, "ip") if ip else None,
+            "ip_index": ip_index,
             "user_agent": _header(scope, b"user-agent"),
             "method": str(scope["method"])[:16],
             "path": str(scope["path"])[:TEXT_LIMIT],

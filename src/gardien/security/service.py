@@ -11,7 +11,9 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 
 import pyotp
@@ -19,7 +21,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from gardien.errors import BadRequest, Conflict, NotFound
-from gardien.security.crypto import blind_index, blind_lookups
+from gardien.security.crypto import blind_index, blind_lookups, normalise_email
 from gardien.security.models import AdminSession, AdminUser, ApiToken, AuthThrottle, RecoveryCode
 from gardien.security.passwords import (
     burn_time,
@@ -35,6 +37,8 @@ ABSOLUTE_TIMEOUT = dt.timedelta(hours=12)
 FREE_FAILURES = 5
 """Failed sign-ins allowed before the first lock; each further failure doubles the lock."""
 FIRST_LOCK = dt.timedelta(minutes=1)
+FAILURE_WINDOW = dt.timedelta(hours=24)
+"""Failures older than this are forgotten: last month's typos do not count against today."""
 LONGEST_LOCK = dt.timedelta(hours=1)
 RECOVERY_CODES = 10
 TOKEN_PREFIX = "gdn_"  # noqa: S105 - a public marker, not a secret
@@ -42,6 +46,22 @@ TOKEN_PREFIX = "gdn_"  # noqa: S105 - a public marker, not a secret
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+_EMAIL = re.compile(
+    r"[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
+)
+
+
+def plain_text(value: str, field: str, limit: int) -> str:
+    """A one-line free-text value: trimmed, bounded, without control characters."""
+    value = value.strip()
+    if not value or len(value) > limit:
+        raise BadRequest(f"{field} needs 1 to {limit} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+        raise BadRequest(f"{field} must not contain control characters")
+    return value
 
 
 def _email_context() -> str:
@@ -63,8 +83,7 @@ def create_user(
         role = Role(role).value
     except ValueError as exc:
         raise BadRequest(f"unknown role (one of {', '.join(r.value for r in Role)})") from exc
-    local, _, domain = email.strip().partition("@")
-    if not local or "." not in domain or len(email) > 254:
+    if not _EMAIL.fullmatch(email.strip()) or len(email) > 254:
         raise BadRequest("not an e-mail address")
     check_strength(password)
     if find_user_by_email(session, email) is not None:
@@ -137,6 +156,8 @@ def record_failure(
         if row is None:
             row = AuthThrottle(key=key, failures=0, last_failure_at=now)
             session.add(row)
+        if now - row.last_failure_at > FAILURE_WINDOW:
+            row.failures = 0
         row.failures += 1
         row.last_failure_at = now
         if row.failures >= FREE_FAILURES:
@@ -162,7 +183,8 @@ class SignInRefused(Exception):
 def authenticate(
     session: Session, secret: bytes, email: str, password: str, ip: str, now: dt.datetime
 ) -> AdminUser:
-    keys = [("account", email.strip().casefold()), ("ip", ip)]
+    account = normalise_email(email)
+    keys = [("account", account), ("ip", ip)]
     until = locked_until(session, secret, keys, now)
     if until is not None:
         burn_time(password)
@@ -180,7 +202,7 @@ def authenticate(
         raise SignInRefused("wrong e-mail address or password")
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    clear_failures(session, secret, "account", email.strip().casefold())
+    clear_failures(session, secret, "account", account)
     return user
 
 
@@ -302,9 +324,16 @@ def pop_flash(record: AdminSession) -> list[dict[str, str]]:
 
 
 def purge_expired_sessions(session: Session, now: dt.datetime) -> int:
+    """Drop ended sessions and forgotten sign-in failures (run with the scheduled jobs)."""
     result = session.execute(
         delete(AdminSession).where(
             (AdminSession.expires_at <= now) | (AdminSession.last_seen_at <= now - IDLE_TIMEOUT)
+        )
+    )
+    session.execute(
+        delete(AuthThrottle).where(
+            AuthThrottle.last_failure_at <= now - FAILURE_WINDOW,
+            (AuthThrottle.locked_until.is_(None)) | (AuthThrottle.locked_until <= now),
         )
     )
     return int(getattr(result, "rowcount", 0))
@@ -317,9 +346,7 @@ def create_token(
     session: Session, user: AdminUser, name: str, role: str, now: dt.datetime
 ) -> tuple[ApiToken, str]:
     """Returns the token row and the token itself, which is shown once and never stored."""
-    name = name.strip()
-    if not name or len(name) > 80:
-        raise BadRequest("a token needs a name of at most 80 characters")
+    name = plain_text(name, "a token's name", 80)
     try:
         Role(role)
     except ValueError as exc:

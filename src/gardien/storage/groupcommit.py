@@ -96,11 +96,15 @@ class GroupCommit:
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._connection: Connection | None = None
+        self._plans: dict[tuple[Table, tuple[str, ...]], _InsertPlan] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the writer thread (idempotent; ``submit`` also starts it on first use)."""
+        """Start the writer thread (idempotent; ``submit`` also starts it on first use, and
+        ``start`` after ``stop`` starts afresh, as an app's lifespan may run twice)."""
         with self._lock:
+            if self._stopped and not self.running:
+                self._stopped = False
             self._start_locked()
 
     def _start_locked(self) -> None:
@@ -156,24 +160,23 @@ class GroupCommit:
             self._close_connection()
 
     def _collect(self) -> tuple[list[_Pending], bool]:
-        """Block for one row, then take what else is queued; returns (batch, stop seen)."""
+        """Block for one row, then take what else is queued; returns (batch, stop seen).
+
+        The wait for company is one sleep, not a wake-up per arriving row: every wake-up
+        costs a GIL hand-over with the event loop, which is what group commit saves.
+        """
         first = self._queue.get()
         if first is _STOP:
             return [], True
         assert isinstance(first, _Pending)
+        if self.max_delay > 0:
+            time.sleep(self.max_delay)
         batch = [first]
-        deadline = time.monotonic() + self.max_delay
         while len(batch) < self.max_batch:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
+                break
             if item is _STOP:
                 return batch, True
             assert isinstance(item, _Pending)
@@ -198,15 +201,18 @@ class GroupCommit:
             _settle(batch, None)
 
     def _insert(self, batch: Sequence[_Pending]) -> None:
-        by_table: dict[Table, list[Row]] = {}
+        groups: dict[tuple[Table, tuple[str, ...]], list[Row]] = {}
         for pending in batch:
-            by_table.setdefault(pending.table, []).append(pending.row)
+            groups.setdefault((pending.table, tuple(pending.row)), []).append(pending.row)
         connection = self._connection or self.engine.connect()
         self._connection = connection
         try:
             with connection.begin():
-                for table, rows in by_table.items():
-                    connection.execute(table.insert(), rows)
+                for (table, keys), rows in groups.items():
+                    plan = self._plans.get((table, keys))
+                    if plan is None:
+                        plan = self._plans[(table, keys)] = _InsertPlan(table, keys, self.engine)
+                    plan.execute(connection, rows)
         except BaseException:
             # Failures are rare; a fresh connection next time is cheaper than diagnosing
             # whether this one survived (a failed rollback, a server restart).
@@ -230,6 +236,70 @@ class GroupCommit:
                 connection.close()
             except Exception:  # noqa: BLE001 - a broken connection is dropped either way
                 connection.invalidate()
+
+
+class _InsertPlan:
+    """How rows of one table, with one set of keys, are inserted with the least work per row.
+
+    The writer runs on the same interpreter as the event loop, so every microsecond it spends
+    per row is taken from requests, and every call that releases the GIL costs a hand-over
+    with the busy loop thread. Hence, where the driver allows it, the INSERT is rendered once
+    and values go through the columns' own bind processors (the same ones SQLAlchemy applies:
+    encryption, UTC conversion) straight to the driver: on SQLite one multi-row ``VALUES``
+    statement per batch (one step into the library instead of one per row), on PostgreSQL
+    one ``executemany`` (psycopg pipelines it into one round trip). Any other case, such as a
+    column whose Python-side default the row leaves out, goes through ``Table.insert()``.
+    """
+
+    def __init__(self, table: Table, keys: tuple[str, ...], engine: Engine) -> None:
+        dialect = engine.dialect
+        self.table = table
+        self.keys = keys
+        columns = [table.c[key] for key in keys]
+        self.processors = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+        defaults_left_out = any(
+            c.default is not None for c in table.columns if c.key not in set(keys)
+        )
+        fast = {"qmark": "sqlite", "format": "postgresql", "pyformat": "postgresql"}
+        self.style = None if defaults_left_out else fast.get(dialect.paramstyle)
+        if self.style == "postgresql" and dialect.name != "postgresql":
+            self.style = None
+        quote = dialect.identifier_preparer
+        self.head = (
+            f"INSERT INTO {quote.format_table(table)} "  # noqa: S608 - quoted identifiers
+            f"({', '.join(quote.format_column(c) for c in columns)}) VALUES "
+        )
+        marker = "?" if self.style == "sqlite" else "%s"
+        self.one_row = f"({', '.join([marker] * len(columns))})"
+        # SQLite before 3.32 allows 999 parameters per statement; stay under it everywhere.
+        self.rows_per_statement = max(1, 999 // max(1, len(columns)))
+        self._sql: dict[int, str] = {}
+
+    def execute(self, connection: Connection, rows: Sequence[Row]) -> None:
+        if self.style is None:
+            connection.execute(self.table.insert(), list(rows))
+            return
+        values = [self._values(row) for row in rows]
+        if self.style == "postgresql":
+            connection.exec_driver_sql(self.head + self.one_row, values)
+            return
+        step = self.rows_per_statement
+        for start in range(0, len(values), step):
+            chunk = values[start : start + step]
+            flat = tuple(value for row in chunk for value in row)
+            connection.exec_driver_sql(self._statement(len(chunk)), flat)
+
+    def _values(self, row: Row) -> tuple[object, ...]:
+        return tuple(
+            value if process is None else process(value)
+            for process, value in zip(self.processors, row.values(), strict=True)
+        )
+
+    def _statement(self, count: int) -> str:
+        sql = self._sql.get(count)
+        if sql is None:
+            sql = self._sql[count] = self.head + ", ".join([self.one_row] * count)
+        return sql
 
 
 def _may_be_one_row(exc: BaseException) -> bool:

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterable
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("gardien.access")
@@ -118,8 +119,12 @@ class StartTracker:
         await self.send(message)
 
 
-class BodyTooLarge(Exception):
-    """Raised from ``receive`` past the limit; ``BodySizeLimit`` turns it into a 413."""
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` past the limit. An HTTP 413 exception, so a framework that
+    catches errors while parsing a body (FastAPI's form parser) still answers 413."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "request body too large")
 
 
 async def _plain_error(send: Send, status: int, body: bytes) -> None:
