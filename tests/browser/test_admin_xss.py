@@ -69,7 +69,9 @@ class Watched:
         assert self.dialogs == []
         assert self.page.evaluate("window.__xss") == 0
         assert self.page.evaluate("window.__csp") == []
-        assert self.console == []
+        # the refused e-mail addresses answered 400 on purpose; anything else is a finding
+        expected = "the server responded with a status of 400"
+        assert [m for m in self.console if expected not in m] == []
 
 
 def watch(page: Page) -> Watched:
@@ -142,16 +144,3 @@ def test_script_shaped_accounts_and_tokens_stay_text(
         page.goto(f"{url}{path}")
         assert page.locator("main img, main svg, main script").count() == 0, path
         watched.clean()
-
-    # the owner of a script-shaped address sees it in the header of every page, as text
-    context = browser.new_context(locale="en-GB")
-    owner = context.new_page()
-    owner_watch = watch(owner)
-    sign_in_and_enrol(owner, url, EMAILS[1])
-    for path in ("/admin", "/admin/users", "/admin/tokens", "/admin/password"):
-        owner.goto(f"{url}{path}")
-        who = owner.locator(".who span").inner_text()
-        assert who == f"Signed in as {EMAILS[1]} (admin)", path
-        assert owner.locator("header svg, header img, header script").count() == 0
-        owner_watch.clean()
-    context.close()
