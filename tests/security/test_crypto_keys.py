@@ -109,3 +109,17 @@ def test_a_keys_file_readable_by_others_is_refused(state: State) -> None:
     os.chmod(keys_path(state.settings), 0o644)
     with pytest.raises(KeysError, match="readable by others"):
         start(state)
+
+
+def test_a_running_instance_moves_to_keys_another_one_rotated(state: State) -> None:
+    from gardien.security.keys import KeyStore
+
+    other = KeyStore(state.settings, state.sessions, state.clock)  # a second instance
+    other.load()
+    new_data = other.add_key("data")
+    mine = state.keys.ring
+    assert mine.active_data != new_data  # not yet: this instance read the keys earlier
+    mine.max_age = 0.0
+    blob = mine.encrypt("someone@example.org", "admin_user.email")
+    assert KeyRing.key_id_of(blob) == new_data
+    assert other.ring.decrypt(blob, "admin_user.email") == "someone@example.org"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -527,13 +528,28 @@ def keys_rotate(
 
             if master:
                 done.append(f"master key {store.rotate_master()}")
+            # Running instances pick a new key up within the ring's max_age; a second pass
+            # after that catches rows they wrote with the previous key in the meantime.
+            settle = store.ring.max_age + 2
+
+            def twice(work: Callable[[], int], since: float) -> int:
+                rows = work()
+                time.sleep(max(0.0, since + settle - time.monotonic()))
+                return rows + work()
+
             if data:
                 key_id = store.add_key("data")
-                rows = reencrypt(state.sessions, store.ring, metadata, progress=advance)
+                rows = twice(
+                    lambda: reencrypt(state.sessions, store.ring, metadata, progress=advance),
+                    time.monotonic(),
+                )
                 done.append(f"data key {key_id} ({rows} rows re-encrypted)")
             if index:
                 key_id = store.add_key("index")
-                rows = reindex(state.sessions, store.ring, metadata, progress=advance)
+                rows = twice(
+                    lambda: reindex(state.sessions, store.ring, metadata, progress=advance),
+                    time.monotonic(),
+                )
                 store.finish_reindex()
                 done.append(f"index key {key_id} ({rows} rows re-indexed)")
         with unit_of_work(state.sessions) as session:

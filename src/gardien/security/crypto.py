@@ -21,6 +21,7 @@ import ipaddress
 import os
 import secrets
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -90,6 +91,15 @@ class KeyRing:
     """Index keys lookups must try: the active one and, while re-indexing, the previous one."""
     reload: Callable[[KeyRing], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    max_age: float = 30.0
+    """Seconds before the ring re-reads the key table, so every instance of a running
+    deployment moves to keys another one rotated in (``gardien keys rotate``)."""
+    loaded_at: float = field(default_factory=time.monotonic)
+
+    def _fresh(self) -> None:
+        if self.reload is not None and time.monotonic() - self.loaded_at > self.max_age:
+            self.loaded_at = time.monotonic()  # one refresh at a time, even if it fails
+            self.reload(self)
 
     ciphers: dict[str, AESGCM] = field(default_factory=dict)
     """AES-GCM contexts per key id, so the key schedule is computed once, not per value."""
@@ -108,6 +118,7 @@ class KeyRing:
         return cipher
 
     def encrypt(self, plaintext: str, context: str) -> bytes:
+        self._fresh()
         if self.active_data is None:
             raise KeyError_("no active data key: the key ring is not loaded")
         key_id = self.active_data
@@ -133,6 +144,8 @@ class KeyRing:
         return blob[1 : 1 + KEY_ID_BYTES].decode("ascii", "replace")
 
     def index(self, value: str, context: str, key_id: str | None = None) -> str:
+        if key_id is None:
+            self._fresh()
         key_id = key_id or self.active_index
         if key_id is None or key_id not in self.index_keys:
             raise KeyError_("no active index key: the key ring is not loaded")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,7 @@ class KeyStore:
                     rows.append(row)
         unwrapped = self._unwrap_all(keys, rows)
         ring = self.ring
+        ring.loaded_at = time.monotonic()
         with ring.lock:
             ring.data_keys = {r.id: unwrapped[r.id] for r in rows if r.purpose == "data"}
             ring.ciphers = {}
