@@ -12,8 +12,6 @@ import secrets
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import qrcode
-import qrcode.image.svg
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
@@ -233,6 +231,9 @@ def mfa(
 
 
 def _qr_data_uri(uri: str) -> str:
+    import qrcode  # only the enrolment page needs it: not imported at start-up
+    import qrcode.image.svg
+
     image = qrcode.make(uri, image_factory=qrcode.image.svg.SvgPathImage, box_size=8)
     buffer = io.BytesIO()
     image.save(buffer)

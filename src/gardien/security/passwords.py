@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -38,9 +40,12 @@ def needs_rehash(stored: str) -> bool:
     return _hasher.check_needs_rehash(stored)
 
 
-_DUMMY = _hasher.hash("gardien-timing-equaliser")
+@cache
+def _dummy() -> str:
+    # Computed on first use, not at import: a hash costs a few hundred ms of start-up.
+    return _hasher.hash("gardien-timing-equaliser")
 
 
 def burn_time(password: str) -> None:
     """Verify against a dummy hash so an unknown account costs the same time as a known one."""
-    verify_password(_DUMMY, password)
+    verify_password(_dummy(), password)

@@ -3,8 +3,8 @@
 Hot write paths (connection log, analytics hits, consent records) must not answer before their
 row is committed (DESIGN.md principle 5), yet one transaction per request would make the
 commit, not the request, the bottleneck. Handlers therefore hand their row to a ``GroupCommit``
-and await it; one background thread takes everything queued (up to ``max_batch`` rows, waiting
-at most ``max_delay`` for more), inserts it in a single transaction, commits, and only then
+and await it; one background thread takes everything queued (up to ``max_batch`` rows, after
+waiting ``max_delay`` for more), inserts it in a single transaction, commits, and only then
 releases every waiter of the batch. While a batch commits, the next one fills up, so batches
 grow with load on their own.
 
@@ -260,10 +260,13 @@ class _InsertPlan:
         defaults_left_out = any(
             c.default is not None for c in table.columns if c.key not in set(keys)
         )
-        fast = {"qmark": "sqlite", "format": "postgresql", "pyformat": "postgresql"}
-        self.style = None if defaults_left_out else fast.get(dialect.paramstyle)
-        if self.style == "postgresql" and dialect.name != "postgresql":
-            self.style = None
+        self.style: str | None = None
+        if defaults_left_out:
+            pass
+        elif dialect.name == "sqlite" and dialect.paramstyle == "qmark":
+            self.style = "sqlite"
+        elif dialect.name == "postgresql" and dialect.paramstyle in ("format", "pyformat"):
+            self.style = "postgresql"
         quote = dialect.identifier_preparer
         self.head = (
             f"INSERT INTO {quote.format_table(table)} "  # noqa: S608 - quoted identifiers
@@ -290,6 +293,7 @@ class _InsertPlan:
             connection.exec_driver_sql(self._statement(len(chunk)), flat)
 
     def _values(self, row: Row) -> tuple[object, ...]:
+        # Rows of one plan were grouped by their exact key order, so values line up.
         return tuple(
             value if process is None else process(value)
             for process, value in zip(self.processors, row.values(), strict=True)
