@@ -32,6 +32,7 @@ from gardien.security.crypto import (
 )
 from gardien.security.models import EncryptionKey
 from gardien.storage.clock import Clock
+from gardien.storage.database import READ_ONLY
 
 
 class KeysError(Exception):
@@ -129,6 +130,8 @@ class KeyStore:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], clock: Clock) -> None:
         self.settings = settings
         self.sessions = sessions
+        bind = sessions.kw["bind"]
+        self.readers = sessionmaker(bind.execution_options(**{READ_ONLY: True}))
         self.clock = clock
         self.ring = KeyRing(reload=self._reload)
 
@@ -156,9 +159,12 @@ class KeyStore:
     def load(self) -> KeyRing:
         """Unwrap every key; on an empty database create the first data and index keys."""
         keys = read_keys(self.settings)
-        with self.sessions.begin() as session:
+        # Reading takes no write lock (a refresh runs while requests are being logged);
+        # only the very first start of an empty database writes.
+        with self.readers() as session:
             rows = list(session.scalars(select(EncryptionKey)))
-            if not rows:
+        if not rows:
+            with self.sessions.begin() as session:
                 now = self.clock.now()
                 for purpose in ("data", "index"):
                     key_id = new_key_id()
