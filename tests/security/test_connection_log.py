@@ -123,11 +123,10 @@ def test_one_row_per_request_ip_encrypted_no_query_string(
     assert all("?" not in p and "alice" not in p for p in stored_paths)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # reads the SQLite files
 def test_the_address_is_nowhere_on_disk_in_clear(
     visitor: TestClient, log_table: State, settings: Settings
 ) -> None:
-    if not settings.is_sqlite:
-        pytest.skip("reads the SQLite database files")
     for _ in range(5):
         visitor.get("/privacy")
     assert len(entries(log_table)) == 5
