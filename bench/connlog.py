@@ -8,6 +8,12 @@ requests per second of the same endpoint without it. Both are measured on one Ga
 the only difference is the log. The load generator alternates the two paths in rounds, in a
 process of its own. Afterwards the rows are counted, so a log that dropped rows cannot pass.
 
+The load generator is closed-loop: at few connections a logged request's wait for its COMMIT
+(on PostgreSQL a WAL flush to disk) leaves the server idle, so the ratio there measures
+durability latency; at many connections the server is saturated and the ratio measures the
+log's CPU cost. Both are shown (``srv_CPU%`` tells which case a row is), and the verdict takes
+the worst.
+
 The server is ``python -m uvicorn bench.connlog:create_bench_app --factory``, started with the
 options ``gardien serve`` uses; ``GARDIEN_BENCH_MAX_BATCH`` and ``GARDIEN_BENCH_MAX_DELAY_MS``
 tune the writer.
@@ -42,19 +48,20 @@ from bench.common import (
     verdict,
 )
 from bench.throughput import load
-from gardien.security.connection_log import ConnectionLog, connection_log
-from gardien.storage.groupcommit import GroupCommit
+from gardien.security.connection_log import DEFAULT_SKIP, ConnectionLog, connection_log
 
 PLAIN = "/bench/plain"
 LOGGED = "/bench/logged"
 STATS = "/bench/stats"
-CONNECTIONS = [8, 32]
+CONNECTIONS = [8, 32, 64]
 WARMUP_SECONDS = 1.0
 MEASURE_SECONDS = 6.0
 ROUNDS = 3
 RATIO_TARGET = 0.9
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-COLUMNS = "backend conns plain_req/s logged_req/s ratio p50_ms p99_ms rows/commit target".split()
+COLUMNS = (
+    "backend conns plain_req/s logged_req/s ratio p50_ms p99_ms srv_CPU% rows/commit target"
+).split()
 BODY = b'{"status":"ok"}'
 
 
@@ -62,25 +69,27 @@ BODY = b'{"status":"ok"}'
 
 
 def create_bench_app() -> FastAPI:
-    """Gardien as ``gardien serve`` builds it, plus the two bench routes and the log."""
+    """Gardien exactly as ``gardien serve`` builds it, plus the two bench routes.
+
+    ``create_app`` wires the connection log itself; its skip list is extended here so that
+    ``/bench/plain`` (and the figures endpoint) pass through it unlogged.
+    """
+    from starlette.middleware import Middleware
+
     from gardien.app import create_app
     from gardien.config import Settings
     from gardien.runtime import build_state, start
     from gardien.storage.migrate import upgrade_fast
 
-    switch_ms = os.environ.get("GARDIEN_BENCH_SWITCH_MS")
-    if switch_ms:
-        sys.setswitchinterval(float(switch_ms) / 1000)
     settings = Settings()
     state = build_state(settings)
     upgrade_fast(state.engine)
-    connection_log.create(state.engine, checkfirst=True)
     start(state)
-    writer = GroupCommit(
-        state.engine,
-        max_batch=int(os.environ.get("GARDIEN_BENCH_MAX_BATCH", "500")),
-        max_delay=float(os.environ.get("GARDIEN_BENCH_MAX_DELAY_MS", "0")) / 1000,
-    )
+    writer = state.writer
+    writer.max_batch = int(os.environ.get("GARDIEN_BENCH_MAX_BATCH", str(writer.max_batch)))
+    delay_ms = os.environ.get("GARDIEN_BENCH_MAX_DELAY_MS")
+    if delay_ms is not None:
+        writer.max_delay = float(delay_ms) / 1000
     app = create_app(settings, state=state, publish_on_start=False, scheduler=False)
 
     async def bare() -> Response:
@@ -92,13 +101,17 @@ def create_bench_app() -> FastAPI:
     app.add_api_route(PLAIN, bare, include_in_schema=False)
     app.add_api_route(LOGGED, bare, include_in_schema=False)
     app.add_api_route(STATS, stats, include_in_schema=False)
-    app.add_middleware(
-        ConnectionLog,
-        writer=writer,
-        clock=state.clock,
-        skip=("/static/", "/healthz", PLAIN, STATS),
+    wired = [i for i, m in enumerate(app.user_middleware) if _is_connection_log(m.cls)]
+    if len(wired) != 1:
+        raise RuntimeError("create_app no longer wires exactly one ConnectionLog")
+    app.user_middleware[wired[0]] = Middleware(
+        ConnectionLog, writer=writer, clock=state.clock, skip=(*DEFAULT_SKIP, PLAIN, STATS)
     )
     return app
+
+
+def _is_connection_log(factory: object) -> bool:
+    return factory is ConnectionLog
 
 
 def bench_command(port: int) -> list[str]:
@@ -250,6 +263,7 @@ def run() -> list[Verdict]:
                 f"{m.ratio:.3f}",
                 f"{m.logged_p50_ms:.2f}",
                 f"{m.logged_p99_ms:.2f}",
+                f"{m.plain_cpu:.0f}/{m.logged_cpu:.0f}",
                 f"{m.rows_per_commit:.1f}",
                 verdict(m.ratio >= RATIO_TARGET and not m.errors),
             ]
