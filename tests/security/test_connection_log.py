@@ -211,7 +211,8 @@ def test_concurrent_requests_share_commits(log_table: State, writer: GroupCommit
     assert statuses == [200] * requests
     logged = entries(log_table)
     assert sorted(e.path for e in logged) == sorted(f"/page/{i}" for i in range(requests))
-    assert 1 <= commits < requests
+    assert commits >= 1
+    assert commits < requests  # rows shared commits
     assert writer.batches == commits
 
 
