@@ -15,7 +15,7 @@ log's CPU cost. Both are shown (``srv_CPU%`` tells which case a row is), and the
 the worst.
 
 The server is ``python -m uvicorn bench.connlog:create_bench_app --factory``, started with the
-options ``gardien serve`` uses; ``GARDIEN_BENCH_MAX_BATCH`` and ``GARDIEN_BENCH_MAX_DELAY_MS``
+options ``gardien serve`` uses; ``BENCH_CONNLOG_MAX_BATCH`` and ``BENCH_CONNLOG_MAX_DELAY_MS``
 tune the writer.
 """
 
@@ -76,18 +76,20 @@ def create_bench_app() -> FastAPI:
     """
     from starlette.middleware import Middleware
 
+    from gardien import logs
     from gardien.app import create_app
     from gardien.config import Settings
     from gardien.runtime import build_state, start
     from gardien.storage.migrate import upgrade_fast
 
     settings = Settings()
+    logs.configure(settings.log_level)
     state = build_state(settings)
     upgrade_fast(state.engine)
     start(state)
     writer = state.writer
-    writer.max_batch = int(os.environ.get("GARDIEN_BENCH_MAX_BATCH", str(writer.max_batch)))
-    delay_ms = os.environ.get("GARDIEN_BENCH_MAX_DELAY_MS")
+    writer.max_batch = int(os.environ.get("BENCH_CONNLOG_MAX_BATCH", str(writer.max_batch)))
+    delay_ms = os.environ.get("BENCH_CONNLOG_MAX_DELAY_MS")
     if delay_ms is not None:
         writer.max_delay = float(delay_ms) / 1000
     app = create_app(settings, state=state, publish_on_start=False, scheduler=False)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import LargeBinary, event, select, type_coerce
+from sqlalchemy import LargeBinary, event, inspect, select, type_coerce
 from starlette.types import Receive, Scope, Send
 
 from gardien.app import create_app
@@ -42,7 +42,8 @@ OTHER = "198.51.100.23"
 
 @pytest.fixture
 def log_table(state: State) -> State:
-    connection_log.create(state.engine, checkfirst=True)
+    """A migrated database: ``connection_log`` is one of its tables."""
+    assert connection_log.name in inspect(state.engine).get_table_names()
     return state
 
 
@@ -54,12 +55,11 @@ def writer(log_table: State) -> Iterator[GroupCommit]:
 
 
 @pytest.fixture
-def logged_app(settings: Settings, log_table: State, writer: GroupCommit) -> FastAPI:
-    """Gardien's app with its connection log (added here as long as ``create_app`` does not)."""
+def logged_app(settings: Settings, log_table: State) -> FastAPI:
+    """Gardien's app as ``create_app`` wires it: the connection log is part of it."""
     app = create_app(settings, state=log_table, scheduler=False)
     wired: list[object] = [middleware.cls for middleware in app.user_middleware]
-    if ConnectionLog not in wired:
-        app.add_middleware(ConnectionLog, writer=writer, clock=log_table.clock)
+    assert wired.count(ConnectionLog) == 1
     return app
 
 

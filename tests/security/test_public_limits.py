@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gardien.deps import State
-from gardien.security.connection_log import ConnectionLog, connection_log, top_sources
+from gardien.security.connection_log import ConnectionLog, top_sources
 from gardien.security.models import RateLimitBucket
 from gardien.security.public_limits import PublicWriteLimits, budget_subject
 from gardien.security.ratelimit import RateLimit
@@ -125,7 +125,6 @@ def test_a_missing_secret_refuses_to_count(state: State) -> None:
 
 @pytest.fixture
 def writer(state: State) -> Iterator[GroupCommit]:
-    connection_log.create(state.engine, checkfirst=True)
     writer = GroupCommit(state.engine)
     yield writer
     writer.stop()

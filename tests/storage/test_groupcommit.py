@@ -111,7 +111,7 @@ def test_rows_queued_during_a_commit_go_out_together(
 
 
 def test_a_bad_row_fails_alone_and_its_error_quotes_no_value(
-    engine: Engine, writer: GroupCommit, gate: CommitGate
+    engine: Engine, writer: GroupCommit, gate: CommitGate, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> list[BaseException | None]:
         first = writer.submit(probe, {"label": "alice@example.org"})
@@ -134,6 +134,9 @@ def test_a_bad_row_fails_alone_and_its_error_quotes_no_value(
     assert error.error_type == "IntegrityError"
     assert "alice" not in str(error) and error.__cause__ is None
     assert labels(engine) == ["alice@example.org", "bob@example.org", "carol@example.org"]
+    [logged] = [r for r in caplog.records if r.name == "gardien.groupcommit"]
+    assert logged.__dict__["code"] in {"SQLITE_CONSTRAINT_UNIQUE", "23505"}
+    assert "alice" not in repr(logged.__dict__)
 
 
 def test_a_missing_table_fails_every_waiter_and_the_writer_recovers(

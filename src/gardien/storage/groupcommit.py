@@ -225,7 +225,12 @@ class GroupCommit:
     def _fail(self, batch: Sequence[_Pending], exc: BaseException) -> None:
         log.error(
             "group commit failed",
-            extra={"table": batch[0].table.name, "rows": len(batch), "error": type(exc).__name__},
+            extra={
+                "table": batch[0].table.name,
+                "rows": len(batch),
+                "error": type(exc).__name__,
+                "code": _error_code(exc),
+            },
         )
         _settle(batch, exc)
 
@@ -304,6 +309,14 @@ class _InsertPlan:
         if sql is None:
             sql = self._sql[count] = self.head + ", ".join([self.one_row] * count)
         return sql
+
+
+def _error_code(exc: BaseException) -> str | None:
+    """The driver's error code (``SQLITE_BUSY``, SQLSTATE ``23505``): it says what went wrong
+    without the message, which may quote the row's values."""
+    original = getattr(exc, "orig", None) or exc
+    code = getattr(original, "sqlite_errorname", None) or getattr(original, "sqlstate", None)
+    return str(code) if code else None
 
 
 def _may_be_one_row(exc: BaseException) -> bool:
