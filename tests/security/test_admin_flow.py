@@ -184,3 +184,27 @@ def test_token_cannot_outrank_its_owner(
         "/admin/tokens", data={"name": "x", "role": "admin", "csrf": csrf_of(page.text)}
     )
     assert response.status_code == 400
+
+
+def test_refusals_and_form_errors_speak_the_admins_language(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    make_user(state, "auditor@example.org", "auditor")
+    sign_in(client, clock, "auditor@example.org")
+    french = {"Accept-Language": "fr-FR,fr;q=0.9"}
+    refused = client.get("/admin/users", headers=french)
+    assert refused.status_code == 403
+    assert "votre rôle (auditor) ne le permet pas" in refused.text
+    romanian = client.get("/admin/users", headers={"Accept-Language": "ro"})
+    assert "rolul dumneavoastră (auditor) nu permite acest lucru" in romanian.text
+    # programs keep the stable English message
+    api = client.get("/admin/users", headers={**french, "Accept": "application/json"})
+    assert api.json() == {"error": "forbidden", "detail": "your role (auditor) does not allow this"}
+    page = client.get("/admin/password", headers=french)
+    weak = client.post(
+        "/admin/password",
+        headers=french,
+        data={"current": PASSWORD, "new": "short", "csrf": csrf_of(page.text)},
+    )
+    assert weak.status_code == 400
+    assert "un mot de passe doit comporter au moins 12 caractères" in weak.text

@@ -13,9 +13,12 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from gardien.deps import State
+from gardien.security import service
 from gardien.security.auth import COOKIE
+from gardien.security.models import AuditEntry
 from gardien.security.permissions import MATRIX, Permission, Role, allowed
 from gardien.storage.clock import FrozenClock
 from tests.security.routes import ACCESS, PUBLIC, SECOND_FACTOR, admin_routes, call, refused
@@ -149,6 +152,19 @@ def test_each_role_reaches_exactly_what_the_matrix_grants(
         assert response.status_code == 403, f"{route} answered {response.status_code} to {role}"
         assert "does not allow" in response.text, str(route)
     assert snapshot(state) == before, "a refused request changed something"
+    with state.sessions() as session:  # each refusal is traced, and committed despite the 403
+        traces = session.execute(
+            select(AuditEntry.actor, AuditEntry.target_id, AuditEntry.reason).where(
+                AuditEntry.action == "access.refused"
+            )
+        ).all()
+        user = service.find_user_by_email(session, f"{role}@example.org")
+        assert user is not None
+    assert sorted(tuple(t) for t in traces) == sorted(
+        (f"user:{user.id}", route.url.split("?")[0], f"permission={route.declared.value}")
+        for route in forbidden
+        if isinstance(route.declared, Permission)
+    )
     for route in routes:
         if route.method == "GET" and route.declared != PUBLIC and route not in forbidden:
             response = call(person.client, route)

@@ -46,6 +46,16 @@ def users(state: State) -> dict[int, str]:
         return {u.id: u.email for u in session.scalars(select(AdminUser))}
 
 
+def refusals(state: State) -> list[tuple[str | None, str | None]]:
+    with state.sessions() as session:
+        return [
+            (entry.target_type, entry.outcome)
+            for entry in session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "access.refused")
+            )
+        ]
+
+
 # -- CSRF ----------------------------------------------------------------------------------
 
 
@@ -70,6 +80,9 @@ def test_a_forged_form_changes_nothing_on_any_admin_post(
             answer = call(admin.client, route, forged, code=code)
             assert answer.status_code == 403, f"{route} answered {answer.status_code}"
     assert snapshot(state) == before
+    # each refusal of a signed-in user left its trace (the login form has no user yet)
+    traced = [r for r in posts if r.path != "/admin/login"]
+    assert refusals(state) == [("route", "refused")] * (4 * len(traced))
     assert admin.client.get("/admin").status_code == 200  # still signed in (logout refused)
     # the same forms with the session's own token do act
     created = admin.client.post(

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from gardien.deps import AppState, ReadSession, State
-from gardien.errors import NotFound
+from gardien.errors import N_, NotFound
 from gardien.i18n import negotiate
 from gardien.policy import render, repository, service
 from gardien.policy.document import PolicyDocument
@@ -51,7 +51,7 @@ def _document(state: State, version: PolicyVersion, language: str) -> PolicyDocu
 def _latest_or_404(state: State) -> int:
     number = page_cache(state).latest_number()
     if number is None:
-        raise NotFound("no policy has been published yet (run gardien policy publish)")
+        raise NotFound(N_("no policy has been published yet (run gardien policy publish)"))
     return number
 
 
@@ -155,7 +155,7 @@ def policy_api(
     if at is None:
         version = repository.latest(session)
         if version is None:
-            raise NotFound("no policy has been published yet")
+            raise NotFound(N_("no policy has been published yet"))
     else:
         version = service.in_force_on(session, at)
     return PolicyVersionRead(

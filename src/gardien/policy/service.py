@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gardien.errors import BadRequest, NotFound
+from gardien.errors import N_, BadRequest, NotFound
 from gardien.policy import repository
 from gardien.policy.document import (
     PolicyDocument,
@@ -62,7 +62,7 @@ def documents_of(version: PolicyVersion) -> dict[str, PolicyDocument]:
 def get_version(session: Session, number: int) -> PolicyVersion:
     version = repository.by_number(session, number)
     if version is None:
-        raise NotFound(f"policy version {number} does not exist")
+        raise NotFound(N_("policy version %(number)s does not exist"), number=number)
     return version
 
 
@@ -71,11 +71,11 @@ def in_force_on(session: Session, day: str) -> PolicyVersion:
     try:
         date = dt.date.fromisoformat(day)
     except ValueError as exc:
-        raise BadRequest("'at' must be a date in the form YYYY-MM-DD") from exc
+        raise BadRequest(N_("'at' must be a date in the form YYYY-MM-DD")) from exc
     if len(day) != 10:
-        raise BadRequest("'at' must be a date in the form YYYY-MM-DD")
+        raise BadRequest(N_("'at' must be a date in the form YYYY-MM-DD"))
     end_of_day = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), dt.UTC)
     version = repository.in_force_at(session, end_of_day - dt.timedelta(microseconds=1))
     if version is None:
-        raise NotFound(f"no policy version was in force on {date.isoformat()}")
+        raise NotFound(N_("no policy version was in force on %(date)s"), date=date.isoformat())
     return version

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from gardien.deps import AppState, DbSession, State
-from gardien.errors import BadRequest, Conflict, GardienError, TooManyRequests
+from gardien.errors import N_, BadRequest, Conflict, TooManyRequests, localise
 from gardien.i18n import negotiate
 from gardien.security import audit, service
 from gardien.security.auth import (
@@ -34,11 +34,6 @@ from gardien.security.permissions import MATRIX, Permission, Role, allowed
 
 router = APIRouter(prefix="/admin", include_in_schema=True)
 LOGIN_CSRF = "gardien_login_csrf"
-
-
-def N_(message: str) -> str:
-    """Marks a string for extraction; the template translates it when it renders."""
-    return message
 
 
 NAV = [
@@ -76,7 +71,10 @@ def page(
     **values: Any,
 ) -> HTMLResponse:
     lang = language(state, request)
-    flashes = service.pop_flash(context.session) if context and context.session else []
+    flashes = [
+        {**flash, "message": localise(flash["message"], {}, lang)}
+        for flash in (service.pop_flash(context.session) if context and context.session else [])
+    ]
     nav = [(href, label) for href, label, p in NAV if context and allowed(context.role, p)]
     html = (
         state.env(lang)
@@ -135,17 +133,20 @@ def login(
 ) -> Response:
     expected = request.cookies.get(LOGIN_CSRF, "")
     if not expected or not secrets.compare_digest(expected, csrf):
-        raise Forbidden("the sign-in form has expired: reload the page")
+        raise Forbidden(N_("the sign-in form has expired: reload the page"))
     now = state.clock.now()
     try:
         user = service.authenticate(db, state.secret, email, password, client_ip(request), now)
     except service.SignInRefused as refused:
+        lang = language(state, request)
         audit.record(db, audit.Actor("anonymous", "none"), "sign_in", now, outcome="refused")
         db.commit()  # keep the failure count and its trace even though we answer with an error
         if refused.retry_after is not None:
-            raise TooManyRequests(str(refused), refused.retry_after) from None
+            raise TooManyRequests(refused.template, refused.retry_after) from None
         token = secrets.token_urlsafe(32)
-        response = page(state, request, "login.html", csrf=token, error=str(refused), status=401)
+        response = page(
+            state, request, "login.html", csrf=token, error=refused.text(lang), status=401
+        )
         _login_cookie(response, request, state, token)
         return response
     opened = service.open_session(db, user, now)
@@ -208,7 +209,7 @@ def mfa(
     until = service.locked_until(db, state.secret, keys, now)
     if until is not None:
         raise TooManyRequests(
-            "too many wrong codes: try again later", int((until - now).total_seconds()) + 1
+            N_("too many wrong codes: try again later"), int((until - now).total_seconds()) + 1
         )
     if service.verify_totp(context.user, code, now):
         service.clear_failures(db, state.secret, "mfa", str(context.user.id))
@@ -227,7 +228,8 @@ def mfa(
         outcome="refused",
     )
     db.commit()
-    return page(state, request, "mfa.html", context, error="wrong or already used code", status=401)
+    error = localise(N_("wrong or already used code"), {}, language(state, request))
+    return page(state, request, "mfa.html", context, error=error, status=401)
 
 
 def _qr_data_uri(uri: str) -> str:
@@ -271,7 +273,7 @@ def enrol(
 ) -> Response:
     check_csrf(context, csrf)
     if context.user.totp_enrolled_at is not None:
-        raise Forbidden("this account already has a second factor")
+        raise Forbidden(N_("this account already has a second factor"))
     now = state.clock.now()
     try:
         codes = service.confirm_enrolment(db, context.user, code, now)
@@ -284,7 +286,7 @@ def enrol(
             context,
             secret=context.user.totp_secret,
             qr=_qr_data_uri(uri),
-            error=exc.message,
+            error=exc.text(language(state, request)),
             codes=None,
             status=400,
         )
@@ -357,8 +359,8 @@ def change_password(
     try:
         service.change_password(db, context.user, current, new, now)
     except (BadRequest, WeakPassword) as exc:
-        message = exc.message if isinstance(exc, GardienError) else str(exc)
-        return page(state, request, "password.html", context, error=message, status=400)
+        error = exc.text(language(state, request))
+        return page(state, request, "password.html", context, error=error, status=400)
     audit.record(
         db,
         context.actor,
@@ -370,7 +372,7 @@ def change_password(
     opened = service.open_session(db, context.user, now)
     opened.record.mfa_passed = True
     service.set_flash(
-        opened.record, "ok", "Your password was changed; other sessions were signed out."
+        opened.record, "ok", N_("Your password was changed; other sessions were signed out.")
     )
     response = redirect("/admin")
     set_session_cookie(response, request, opened.token, state.settings.secure_cookies)
@@ -407,7 +409,7 @@ def create_user(
     try:
         user = service.create_user(db, email, role, password, now)
     except (BadRequest, Conflict, WeakPassword) as exc:
-        message = exc.message if isinstance(exc, GardienError) else str(exc)
+        message = exc.text(language(state, request))
         return page(
             state,
             request,
@@ -431,7 +433,7 @@ def create_user(
         service.set_flash(
             context.session,
             "ok",
-            "Account created. Its owner enrols a second factor at first sign-in.",
+            N_("Account created. Its owner enrols a second factor at first sign-in."),
         )
     return redirect("/admin/users")
 
@@ -442,7 +444,7 @@ def disable_user(
 ) -> Response:
     check_csrf(context, csrf)
     if user_id == context.user.id:
-        raise BadRequest("you cannot disable your own account")
+        raise BadRequest(N_("you cannot disable your own account"))
     user = service.get_user(db, user_id)
     now = state.clock.now()
     user.disabled_at = user.disabled_at or now
@@ -486,7 +488,7 @@ def create_token(
 ) -> Response:
     check_csrf(context, csrf)
     if context.token is not None:
-        raise Forbidden("API tokens cannot create API tokens")
+        raise Forbidden(N_("API tokens cannot create API tokens"))
     now = state.clock.now()
     token, secret = service.create_token(db, context.user, name, role, now)
     audit.record(

@@ -3,22 +3,25 @@ enforced per route, and CSRF tokens on every state-changing form.
 
 A route declares what it needs with ``Depends(require(Permission.x))``; anything else under
 ``/admin`` is refused, and ``tests/security/test_admin_routes.py`` enumerates every route to
-prove no admin route is left without it.
+prove no admin route is left without it. A signed-in user refused by their role or by a CSRF
+check leaves an ``access.refused`` entry in the audit trail, committed before the 403 goes out
+(the request's own changes are rolled back, the trace is not).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from gardien.deps import AppState, DbSession
-from gardien.errors import GardienError
-from gardien.security import service
+from gardien.errors import N_, GardienError
+from gardien.security import audit, service
 from gardien.security.audit import Actor
 from gardien.security.models import AdminSession, AdminUser, ApiToken
 from gardien.security.permissions import Permission, allowed, can_grant
@@ -44,6 +47,10 @@ class AdminContext:
     role: str
     session: AdminSession | None = None
     token: ApiToken | None = None
+    db: Session | None = field(default=None, repr=False)
+    """The request's database session, so a refusal can be recorded."""
+    at: dt.datetime | None = None
+    path: str = ""
 
     @property
     def actor(self) -> Actor:
@@ -88,27 +95,32 @@ def resolve(
     if secret is not None:
         token = service.authenticate_token(db, secret, now)
         if token is None:
-            raise NotSignedIn("invalid or revoked API token")
+            raise NotSignedIn(N_("invalid or revoked API token"))
         user = service.get_user(db, token.user_id)
         if not can_grant(user.role, token.role):  # the owner was demoted since
-            raise NotSignedIn("this token's role exceeds its owner's current role")
-        return AdminContext(user=user, role=token.role, token=token)
+            raise NotSignedIn(N_("this token's role exceeds its owner's current role"))
+        return AdminContext(
+            user=user, role=token.role, token=token, db=db, at=now, path=request.url.path
+        )
     record = service.resume_session(db, request.cookies.get(COOKIE, ""), now)
     if record is None:
-        raise NotSignedIn("sign in first")
+        raise NotSignedIn(N_("sign in first"))
     owner = db.get(AdminUser, record.user_id)
     if owner is None or owner.disabled_at is not None:
-        raise NotSignedIn("sign in first")
+        raise NotSignedIn(N_("sign in first"))
     if not record.mfa_passed and not partial:
-        raise NotSignedIn("second factor required")
-    return AdminContext(user=owner, role=owner.role, session=record)
+        raise NotSignedIn(N_("second factor required"))
+    return AdminContext(
+        user=owner, role=owner.role, session=record, db=db, at=now, path=request.url.path
+    )
 
 
 def require(permission: Permission) -> Callable[..., AdminContext]:
     def dependency(request: Request, state: AppState, db: DbSession) -> AdminContext:
         context = resolve(request, state, db)
         if not allowed(context.role, permission):
-            raise Forbidden(f"your role ({context.role}) does not allow this")
+            refused(context, f"permission={permission.value}")
+            raise Forbidden(N_("your role (%(role)s) does not allow this"), role=context.role)
         return context
 
     dependency.__name__ = f"require_{permission.value}"
@@ -119,7 +131,7 @@ def partial_session(request: Request, state: AppState, db: DbSession) -> AdminCo
     """A signed-in session before its second factor: only the MFA pages accept it."""
     context = resolve(request, state, db, partial=True)
     if context.session is None:
-        raise Forbidden("API tokens cannot enrol a second factor")
+        raise Forbidden(N_("API tokens cannot enrol a second factor"))
     return context
 
 
@@ -130,6 +142,26 @@ def check_csrf(context: AdminContext, submitted: str) -> None:
     """Every state-changing form: the session's token must come back. API tokens never use
     these forms (they could otherwise turn a narrow token into a full session)."""
     if context.session is None:
-        raise Forbidden("API tokens cannot submit admin forms; use the admin API")
+        refused(context, "csrf: API token")
+        raise Forbidden(N_("API tokens cannot submit admin forms; use the admin API"))
     if not submitted or not hmac.compare_digest(submitted, context.session.csrf_token):
-        raise Forbidden("the form has expired or did not come from this site: reload the page")
+        refused(context, "csrf: missing or wrong token")
+        raise Forbidden(N_("the form has expired or did not come from this site: reload the page"))
+
+
+def refused(context: AdminContext, reason: str) -> None:
+    """Trace a signed-in user's refused request and commit the trace at once: the exception
+    that follows rolls the request's transaction back, and the trace must survive it."""
+    if context.db is None or context.at is None:
+        return
+    audit.record(
+        context.db,
+        context.actor,
+        "access.refused",
+        context.at,
+        target_type="route",
+        target_id=context.path[:200],
+        reason=reason,
+        outcome="refused",
+    )
+    context.db.commit()

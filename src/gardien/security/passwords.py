@@ -7,22 +7,24 @@ from functools import cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from gardien.errors import N_, Localised
+
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
 MIN_LENGTH = 12
 MAX_LENGTH = 256
 
 
-class WeakPassword(ValueError):
-    pass
+class WeakPassword(Localised, ValueError):
+    """Refused by the strength rules; the message says which."""
 
 
 def check_strength(password: str) -> None:
     if len(password) < MIN_LENGTH:
-        raise WeakPassword(f"a password needs at least {MIN_LENGTH} characters")
+        raise WeakPassword(N_("a password needs at least %(count)s characters"), count=MIN_LENGTH)
     if len(password) > MAX_LENGTH:
-        raise WeakPassword(f"a password has at most {MAX_LENGTH} characters")
+        raise WeakPassword(N_("a password has at most %(count)s characters"), count=MAX_LENGTH)
     if len(set(password)) < 5:
-        raise WeakPassword("a password needs more than a few distinct characters")
+        raise WeakPassword(N_("a password needs more than a few distinct characters"))
 
 
 def hash_password(password: str) -> str:

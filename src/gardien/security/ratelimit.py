@@ -17,7 +17,7 @@ from sqlalchemy import case, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gardien.errors import TooManyRequests
+from gardien.errors import N_, TooManyRequests
 from gardien.security.models import RateLimitBucket
 
 
@@ -80,7 +80,9 @@ def enforce(
     """Like ``hit`` but raise ``TooManyRequests`` (429 with Retry-After) past the limit."""
     decision = hit(session, secret, rule, subject, now)
     if not decision.allowed:
-        raise TooManyRequests(f"too many requests for {rule.scope}", decision.retry_after)
+        raise TooManyRequests(
+            N_("too many requests for %(scope)s"), decision.retry_after, scope=rule.scope
+        )
 
 
 def purge_expired(session: Session, older_than: dt.datetime) -> int:

@@ -20,7 +20,7 @@ import pyotp
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from gardien.errors import BadRequest, Conflict, NotFound
+from gardien.errors import N_, BadRequest, Conflict, Localised, NotFound
 from gardien.security.crypto import blind_index, blind_lookups, normalise_email
 from gardien.security.models import AdminSession, AdminUser, ApiToken, AuthThrottle, RecoveryCode
 from gardien.security.passwords import (
@@ -58,9 +58,9 @@ def plain_text(value: str, field: str, limit: int) -> str:
     """A one-line free-text value: trimmed, bounded, without control characters."""
     value = value.strip()
     if not value or len(value) > limit:
-        raise BadRequest(f"{field} needs 1 to {limit} characters")
+        raise BadRequest(N_("%(field)s needs 1 to %(limit)s characters"), field=field, limit=limit)
     if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
-        raise BadRequest(f"{field} must not contain control characters")
+        raise BadRequest(N_("%(field)s must not contain control characters"), field=field)
     return value
 
 
@@ -82,12 +82,14 @@ def create_user(
     try:
         role = Role(role).value
     except ValueError as exc:
-        raise BadRequest(f"unknown role (one of {', '.join(r.value for r in Role)})") from exc
+        raise BadRequest(
+            N_("unknown role (one of %(roles)s)"), roles=", ".join(r.value for r in Role)
+        ) from exc
     if not _EMAIL.fullmatch(email.strip()) or len(email) > 254:
-        raise BadRequest("not an e-mail address")
+        raise BadRequest(N_("not an e-mail address"))
     check_strength(password)
     if find_user_by_email(session, email) is not None:
-        raise Conflict("an account with this e-mail address already exists")
+        raise Conflict(N_("an account with this e-mail address already exists"))
     user = AdminUser(
         email=email.strip(),
         email_index=blind_index(email, _email_context(), "email"),
@@ -106,7 +108,7 @@ def create_user(
 def get_user(session: Session, user_id: int) -> AdminUser:
     user = session.get(AdminUser, user_id)
     if user is None:
-        raise NotFound("no such account")
+        raise NotFound(N_("no such account"))
     return user
 
 
@@ -118,7 +120,7 @@ def change_password(
     session: Session, user: AdminUser, current: str, new: str, now: dt.datetime
 ) -> None:
     if not verify_password(user.password_hash, current):
-        raise BadRequest("the current password is wrong")
+        raise BadRequest(N_("the current password is wrong"))
     check_strength(new)
     user.password_hash = hash_password(new)
     user.password_changed_at = now
@@ -172,7 +174,7 @@ def clear_failures(session: Session, secret: bytes, scope: str, subject: str) ->
     )
 
 
-class SignInRefused(Exception):
+class SignInRefused(Localised):
     """Wrong credentials or a lock; the message is the same for an unknown account."""
 
     def __init__(self, message: str, retry_after: int | None = None) -> None:
@@ -189,17 +191,17 @@ def authenticate(
     if until is not None:
         burn_time(password)
         raise SignInRefused(
-            "too many failed attempts: try again later",
+            N_("too many failed attempts: try again later"),
             retry_after=max(1, int((until - now).total_seconds())),
         )
     user = find_user_by_email(session, email)
     if user is None or user.disabled_at is not None:
         burn_time(password)
         record_failure(session, secret, keys, now)
-        raise SignInRefused("wrong e-mail address or password")
+        raise SignInRefused(N_("wrong e-mail address or password"))
     if not verify_password(user.password_hash, password):
         record_failure(session, secret, keys, now)
-        raise SignInRefused("wrong e-mail address or password")
+        raise SignInRefused(N_("wrong e-mail address or password"))
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     clear_failures(session, secret, "account", account)
@@ -239,7 +241,7 @@ def verify_totp(user: AdminUser, code: str, now: dt.datetime) -> bool:
 
 def confirm_enrolment(session: Session, user: AdminUser, code: str, now: dt.datetime) -> list[str]:
     if not verify_totp(user, code, now):
-        raise BadRequest("the code does not match: check your device's clock and try again")
+        raise BadRequest(N_("the code does not match: check your device's clock and try again"))
     user.totp_enrolled_at = now
     return new_recovery_codes(session, user)
 
@@ -350,9 +352,9 @@ def create_token(
     try:
         Role(role)
     except ValueError as exc:
-        raise BadRequest("unknown role") from exc
+        raise BadRequest(N_("unknown role")) from exc
     if not can_grant(user.role, role):
-        raise BadRequest("a token cannot have more rights than its owner")
+        raise BadRequest(N_("a token cannot have more rights than its owner"))
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
         user_id=user.id,
@@ -376,7 +378,7 @@ def tokens_of(session: Session, user: AdminUser) -> list[ApiToken]:
 def revoke_token(session: Session, user: AdminUser, token_id: int, now: dt.datetime) -> ApiToken:
     token = session.get(ApiToken, token_id)
     if token is None or token.user_id != user.id:
-        raise NotFound("no such token")
+        raise NotFound(N_("no such token"))
     token.revoked_at = token.revoked_at or now
     return token
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import filetype
 
-from gardien.errors import BadRequest
+from gardien.errors import N_, BadRequest
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 ALLOWED_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg"})
@@ -27,11 +27,13 @@ def check_upload(
 ) -> CheckedUpload:
     """The upload with its sniffed type, or ``BadRequest`` saying why it is refused."""
     if not content:
-        raise BadRequest("the file is empty")
+        raise BadRequest(N_("the file is empty"))
     if len(content) > max_bytes:
-        raise BadRequest(f"the file is larger than {max_bytes // (1024 * 1024)} MB")
+        raise BadRequest(N_("the file is larger than %(size)s MB"), size=max_bytes // (1024 * 1024))
     kind = filetype.guess(content[:8192])
     if kind is None or kind.mime not in allowed:
         names = ", ".join(sorted(t.split("/")[1].upper() for t in allowed))
-        raise BadRequest(f"only {names} files are accepted (judged by their content)")
+        raise BadRequest(
+            N_("only %(types)s files are accepted (judged by their content)"), types=names
+        )
     return CheckedUpload(content, kind.mime, kind.extension)

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gardien.deps import state_of
-from gardien.errors import GardienError, TooManyRequests
+from gardien.errors import GardienError, Localised, TooManyRequests
 from gardien.i18n import negotiate
 from gardien.web.middleware import BodyTooLarge, StartTracker
 
@@ -30,9 +30,12 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def _page(request: Request, status: int, title: str, detail: str) -> Response:
+def _page(request: Request, status: int, title: str, detail: str | Localised) -> Response:
+    """JSON for programs (the English ``message``, stable); a page in the visitor's language
+    for people."""
     if _wants_json(request):
-        return JSONResponse({"error": title, "detail": detail}, status_code=status)
+        message = detail.message if isinstance(detail, Localised) else detail
+        return JSONResponse({"error": title, "detail": message}, status_code=status)
     try:
         state = state_of(request)
         languages = state.register.languages
@@ -45,7 +48,13 @@ def _page(request: Request, status: int, title: str, detail: str) -> Response:
         html = (
             state.env(language)
             .get_template("error.html")
-            .render(status=status, title=title, detail=detail, languages=[], path="/")
+            .render(
+                status=status,
+                title=title,
+                detail=detail.text(language) if isinstance(detail, Localised) else detail,
+                languages=[],
+                path="/",
+            )
         )
     except Exception:  # noqa: BLE001 - the error page must never fail itself
         html = f"<!doctype html><title>{status}</title><h1>{status}</h1>"
@@ -62,7 +71,7 @@ def install(app: FastAPI) -> None:
             and not _wants_json(request)
         ):
             return RedirectResponse("/admin/login", status_code=303)
-        response = _page(request, exc.status, exc.code, exc.message)
+        response = _page(request, exc.status, exc.code, exc)
         if exc.status == 401 and _wants_json(request):
             response.headers["WWW-Authenticate"] = 'Bearer realm="gardien"'
         if isinstance(exc, TooManyRequests):
