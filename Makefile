@@ -50,6 +50,10 @@ test: lint typecheck pytest
 bench: install
 	$(BIN)/python -m bench
 
+# The consent banner's minified files are committed, so only this target needs Node and npm.
+assets:
+	cd tools/assets && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
+
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
 
