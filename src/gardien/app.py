@@ -14,6 +14,8 @@ from fastapi.staticfiles import StaticFiles
 
 from gardien import __version__
 from gardien.config import Settings
+from gardien.consent.routes import router as consent_router
+from gardien.consent.service import prepare as prepare_consent
 from gardien.deps import State
 from gardien.policy import service as policy_service
 from gardien.policy.routes import router as policy_router
@@ -98,6 +100,8 @@ def create_app(
         state.writer.start()
         if publish_on_start:
             await asyncio.to_thread(publish_policy, state, "serve")
+        # After the policy: a revision names the policy version in force.
+        await asyncio.to_thread(prepare_consent, state)
         task = asyncio.create_task(_retention_schedule(state)) if scheduler else None
         try:
             yield
@@ -120,6 +124,7 @@ def create_app(
     errors.install(app)
     app.include_router(web_router)
     app.include_router(policy_router)
+    app.include_router(consent_router)
     app.include_router(admin_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Added innermost first: the access log sees every response, headers cover error pages.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gardien.consent.models import ConsentRecord, ConsentRevision
 from gardien.policy.models import PolicyVersion
 from gardien.retention.models import PurgeReceipt
 from gardien.security.connection_log import ConnectionLogEntry
@@ -26,6 +27,8 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "AuthThrottle",
+    "ConsentRecord",
+    "ConsentRevision",
     "ConnectionLogEntry",
     "RecoveryCode",
     "EncryptionKey",

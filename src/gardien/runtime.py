@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from gardien.config import Settings
+from gardien.consent.store import ConsentProvider, ConsentRecordStore
 from gardien.deps import State
 from gardien.register.loader import load_register
 from gardien.register.schema import Register
@@ -28,12 +29,12 @@ from gardien.web.templating import make_environments
 
 def domain_stores() -> list[RetentionStore]:
     """Every domain's retention store; later capabilities append theirs here."""
-    return [AuditStore(), ConnectionLogStore(), AdminAccountStore()]
+    return [AuditStore(), ConnectionLogStore(), AdminAccountStore(), ConsentRecordStore()]
 
 
 def domain_providers() -> list[SubjectProvider]:
     """Every domain's data-subject provider; later capabilities append theirs here."""
-    return [ConnectionLogProvider(), AdminAccountProvider()]
+    return [ConnectionLogProvider(), AdminAccountProvider(), ConsentProvider()]
 
 
 def build_state(

@@ -141,11 +141,12 @@ def test_publish_versions_and_retention_share_the_database(settings: Settings) -
     assert {r["activity"] for r in rows} >= {"contact_forms", "connection_log"}
     assert all(r["last_run"] for r in rows)
     states = {r["activity"]: r["state"] for r in rows}
-    # built stores: the audit chain (holding the publication's entry), the connection log and
-    # admin accounts (both empty here); the others come with later capabilities
+    # built stores: the audit chain (holding the publication's entry), the connection log,
+    # admin accounts and consent records (empty here); the others come with later capabilities
     assert states.pop("audit_trail") == "within limit"
     assert states.pop("connection_log") == "empty"
     assert states.pop("admin_accounts") == "empty"
+    assert states.pop("consent_records") == "empty"
     assert set(states.values()) == {"not implemented"}
 
 

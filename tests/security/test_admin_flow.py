@@ -66,8 +66,9 @@ def test_first_sign_in_enrols_totp_then_dashboard(
     assert ">Users<" not in dashboard.text  # a dpo does not manage accounts
     with state.sessions() as session:
         actions = session.scalars(select(AuditEntry.action).order_by(AuditEntry.seq)).all()
-    assert actions[0] == "policy.published"  # on start, by the server itself
-    assert actions[1:3] == ["sign_in.password", "mfa.enrolled"]
+    # on start, by the server itself: the policy, then the banner revision that names it
+    assert actions[:2] == ["policy.published", "consent.revision"]
+    assert actions[2:4] == ["sign_in.password", "mfa.enrolled"]
 
 
 def test_second_sign_in_needs_the_code_and_refuses_replays(

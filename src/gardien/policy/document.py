@@ -94,7 +94,7 @@ def _join(words: list[str], t: Translator, *, alternatives: bool = False) -> str
     return f"{', '.join(words[:-1])} {conjunction} {words[-1]}"
 
 
-def _duration_words(text: str, t: Translator) -> str:
+def duration_words(text: str, t: Translator) -> str:
     """``P90D`` → "90 days", ``P6M`` → "6 months"; falls back to the ISO text."""
     if text == "session":
         return t.gettext("end of the browsing session")
@@ -479,7 +479,7 @@ class _Builder:
             self.labelled(
                 self.tr(a.name),
                 f"{self.tr(a.retention.description)} "
-                f"({_duration_words(a.retention.period, self.t)})",
+                f"({duration_words(a.retention.period, self.t)})",
             )
             for a in self.register.activities
         ]
@@ -659,7 +659,7 @@ class _Builder:
     def cookie_sections(self) -> list[Section]:
         brand = self.register.operator.brand
         lifetime = (
-            _duration_words(self.register.consent.lifetime, self.t) if self.register.consent else ""
+            duration_words(self.register.consent.lifetime, self.t) if self.register.consent else ""
         )
         sections = [
             Section(
@@ -730,7 +730,7 @@ class _Builder:
                             + ")",
                             self._category_title(cookie.category),
                             self.tr(cookie.purpose),
-                            _duration_words(cookie.duration, self.t),
+                            duration_words(cookie.duration, self.t),
                             self._("yes") if cookie.consent_required else self._("no"),
                         ]
                         for cookie in self.register.cookies

@@ -8,6 +8,12 @@ waiting ``max_delay`` for more), inserts it in a single transaction, commits, an
 releases every waiter of the batch. While a batch commits, the next one fills up, so batches
 grow with load on their own.
 
+The event loop's side does as little per row as it can: rows submitted by one loop during one
+turn of it go into one batch, which is handed to the writer in one step at the end of that turn
+and whose waiters all share one future, resolved with one wake-up of the loop once COMMIT has
+returned. The writer merges whatever batches queued up while it was committing into its next
+transaction.
+
 One thread per process means one writer at a time, which is what SQLite allows anyway (the
 engine's ``BEGIN IMMEDIATE`` takes the write lock up front, so a request handler writing at the
 same moment queues behind the batch instead of failing). PostgreSQL is used the same way.
@@ -22,12 +28,13 @@ data.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -35,27 +42,55 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 log = logging.getLogger("gardien.groupcommit")
 
 Row = Mapping[str, object]
+Chain = Callable[[Connection, list[Any]], None]
 
 
 class GroupCommitError(Exception):
     """A row could not be committed; the message names the table and the error type only."""
 
-    def __init__(self, table: str, error: BaseException) -> None:
-        super().__init__(f"group commit into {table} failed: {type(error).__name__}")
+    def __init__(self, table: str, error: BaseException | type[BaseException]) -> None:
+        kind = error if isinstance(error, type) else type(error)
+        super().__init__(f"group commit into {table} failed: {kind.__name__}")
         self.table = table
-        self.error_type = type(error).__name__
+        self.error_type = kind.__name__
 
 
 class WriterStopped(RuntimeError):
     """The writer was stopped; rows submitted now would never be written."""
 
 
-@dataclass(slots=True)
-class _Pending:
-    table: Table
-    row: Row
-    future: asyncio.Future[None]
-    loop: asyncio.AbstractEventLoop
+class _SharedFuture(asyncio.Future[None]):
+    """The one future every waiter of a batch awaits.
+
+    A waiter that is cancelled must not cancel it for the others: ``Task.cancel`` cancels the
+    future its task awaits when it can, so this one refuses, and the cancelled task is told
+    once the batch is settled (its row is committed all the same).
+    """
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        return False
+
+
+class _Batch:
+    """Rows of one event loop, handed to the writer together; settled as one."""
+
+    __slots__ = ("loop", "items", "future", "errors", "handed")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.items: list[tuple[Table, Row]] = []
+        self.future = _SharedFuture(loop=loop)
+        self.errors: list[type[BaseException] | None] | None = None
+        """``None`` once every row is committed; otherwise each row's error type, or ``None``
+        for the rows that were committed."""
+        self.handed = False
+
+    def outcome(self, index: int) -> GroupCommitError | None:
+        """The error of row ``index`` (a fresh exception for each waiter), if it failed."""
+        errors = self.errors
+        if errors is None or (error := errors[index]) is None:
+            return None
+        return GroupCommitError(self.items[index][0].name, error)
 
 
 _STOP = object()
@@ -69,6 +104,9 @@ class GroupCommit:
     ``max_delay`` (seconds) is how long a batch that is not full may wait for company. Under a
     steady load batches fill while the previous one commits, so a delay of zero still groups;
     a small delay helps when commits are expensive (``synchronous=FULL``, a remote disk).
+
+    ``write`` and ``submit`` may be called from any number of event loops (each in its own
+    thread); each waiter is woken on its own loop.
     """
 
     def __init__(
@@ -91,12 +129,23 @@ class GroupCommit:
         """Transactions committed so far (batches and single-row retries alike)."""
         self.rows = 0
         """Rows committed so far."""
-        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Batch | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._open: dict[asyncio.AbstractEventLoop, _Batch] = {}
+        """Each loop's batch that is still filling, until the end of the loop's turn."""
+        self._carried: _Batch | None = None
         self._connection: Connection | None = None
         self._plans: dict[tuple[Table, tuple[str, ...]], _InsertPlan] = {}
+        self._chains: dict[Table, Chain] = {}
+
+    def chain(self, table: Table, extend: Chain) -> None:
+        """Make ``table`` a chained log: before a batch's rows of it are inserted,
+        ``extend(connection, rows)`` runs in the batch's transaction and fills in the rows'
+        sequence numbers and hashes (taking the chain's lock first), so the chain is extended
+        once per batch. It receives the submitted dicts, in submission order."""
+        self._chains[table] = extend
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -125,6 +174,10 @@ class GroupCommit:
             else:
                 self._stopped = True
                 thread = self._thread
+                # Batches still filling are handed over now, ahead of the stop.
+                for batch in self._open.values():
+                    self._hand_locked(batch)
+                self._open.clear()
                 if thread is not None:
                     self._queue.put(_STOP)
         if thread is not None:
@@ -136,79 +189,130 @@ class GroupCommit:
 
     # -- the event loop's side ------------------------------------------------------------------
     def submit(self, table: Table, row: Row) -> asyncio.Future[None]:
-        """Queue ``row`` for ``table``; the future resolves once it is committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            self._start_locked()
-            self._queue.put(_Pending(table, row, future, loop))
+        """Queue ``row`` for ``table``; the future resolves once it is committed.
+
+        A future of its own for the row; ``write`` avoids even that.
+        """
+        batch, index = self._add(table, row)
+        future: asyncio.Future[None] = batch.loop.create_future()
+        batch.future.add_done_callback(functools.partial(_settle_one, future, batch, index))
         return future
 
     async def write(self, table: Table, row: Row) -> None:
         """Insert ``row`` and return once it is durable; raises ``GroupCommitError``."""
-        await self.submit(table, row)
+        batch, index = self._add(table, row)
+        await batch.future
+        error = batch.outcome(index)
+        if error is not None:
+            raise error
+
+    def _add(self, table: Table, row: Row) -> tuple[_Batch, int]:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._start_locked()
+            batch = self._open.get(loop)
+            if batch is None:
+                batch = self._open[loop] = _Batch(loop)
+                loop.call_soon(self._hand, batch)  # at the end of this turn of the loop
+            items = batch.items
+            items.append((table, row))
+            if len(items) >= self.max_batch:
+                del self._open[loop]
+                self._hand_locked(batch)
+        return batch, len(items) - 1
+
+    def _hand(self, batch: _Batch) -> None:
+        with self._lock:
+            if self._open.get(batch.loop) is batch:
+                del self._open[batch.loop]
+            self._hand_locked(batch)
+
+    def _hand_locked(self, batch: _Batch) -> None:
+        if not batch.handed:
+            batch.handed = True
+            self._queue.put(batch)
 
     # -- the writer thread ----------------------------------------------------------------------
     def _run(self) -> None:
         stopping = False
         try:
             while not stopping:
-                batch, stopping = self._collect()
-                if batch:
-                    self._write(batch)
+                batches, stopping = self._collect()
+                if batches:
+                    self._write(batches)
         finally:
             self._close_connection()
 
-    def _collect(self) -> tuple[list[_Pending], bool]:
-        """Block for one row, then take what else is queued; returns (batch, stop seen).
+    def _collect(self) -> tuple[list[_Batch], bool]:
+        """Block for one batch, then merge what else is queued, up to ``max_batch`` rows;
+        returns (batches, stop seen).
 
-        The wait for company is one sleep, not a wake-up per arriving row: every wake-up
+        The wait for company is one sleep, not a wake-up per arriving batch: every wake-up
         costs a GIL hand-over with the event loop, which is what group commit saves.
         """
-        first = self._queue.get()
-        if first is _STOP:
-            return [], True
-        assert isinstance(first, _Pending)
-        if self.max_delay > 0:
-            time.sleep(self.max_delay)
-        batch = [first]
-        while len(batch) < self.max_batch:
+        first = self._carried
+        self._carried = None
+        if first is None:
+            item = self._queue.get()
+            if item is _STOP:
+                return [], True
+            assert isinstance(item, _Batch)
+            first = item
+            if self.max_delay > 0:
+                time.sleep(self.max_delay)
+        batches = [first]
+        rows = len(first.items)
+        while rows < self.max_batch:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is _STOP:
-                return batch, True
-            assert isinstance(item, _Pending)
-            batch.append(item)
-        return batch, False
+                return batches, True
+            assert isinstance(item, _Batch)
+            if rows + len(item.items) > self.max_batch:
+                self._carried = item  # the next transaction starts with it
+                break
+            batches.append(item)
+            rows += len(item.items)
+        return batches, False
 
-    def _write(self, batch: list[_Pending]) -> None:
+    def _write(self, batches: list[_Batch]) -> None:
+        items = [item for batch in batches for item in batch.items]
         try:
-            self._insert(batch)
+            self._insert(items)
         except Exception as exc:  # noqa: BLE001 - every failure goes back to its waiters
-            if len(batch) > 1 and _may_be_one_row(exc):
-                for pending in batch:
-                    try:
-                        self._insert([pending])
-                    except Exception as row_exc:  # noqa: BLE001 - see above
-                        self._fail([pending], row_exc)
-                    else:
-                        _settle([pending], None)
+            if len(items) > 1 and _may_be_one_row(exc):
+                for batch in batches:
+                    errors: list[type[BaseException] | None] = []
+                    for item in batch.items:
+                        try:
+                            self._insert([item])
+                        except Exception as row_exc:  # noqa: BLE001 - see above
+                            self._log_failure(item[0], 1, row_exc)
+                            errors.append(type(row_exc))
+                        else:
+                            errors.append(None)
+                    if any(errors):
+                        batch.errors = errors
             else:
-                self._fail(batch, exc)
-        else:
-            _settle(batch, None)
+                self._log_failure(items[0][0], len(items), exc)
+                for batch in batches:
+                    batch.errors = [type(exc)] * len(batch.items)
+        _settle(batches)
 
-    def _insert(self, batch: Sequence[_Pending]) -> None:
+    def _insert(self, items: Sequence[tuple[Table, Row]]) -> None:
         groups: dict[tuple[Table, tuple[str, ...]], list[Row]] = {}
-        for pending in batch:
-            groups.setdefault((pending.table, tuple(pending.row)), []).append(pending.row)
+        for table, row in items:
+            groups.setdefault((table, tuple(row)), []).append(row)
         connection = self._connection or self.engine.connect()
         self._connection = connection
         try:
             with connection.begin():
                 for (table, keys), rows in groups.items():
+                    extend = self._chains.get(table)
+                    if extend is not None:
+                        extend(connection, rows)
                     plan = self._plans.get((table, keys))
                     if plan is None:
                         plan = self._plans[(table, keys)] = _InsertPlan(table, keys, self.engine)
@@ -220,19 +324,18 @@ class GroupCommit:
             raise
         # COMMIT has returned: only now may anyone be told the rows are there.
         self.batches += 1
-        self.rows += len(batch)
+        self.rows += len(items)
 
-    def _fail(self, batch: Sequence[_Pending], exc: BaseException) -> None:
+    def _log_failure(self, table: Table, rows: int, exc: BaseException) -> None:
         log.error(
             "group commit failed",
             extra={
-                "table": batch[0].table.name,
-                "rows": len(batch),
+                "table": table.name,
+                "rows": rows,
                 "error": type(exc).__name__,
                 "code": _error_code(exc),
             },
         )
-        _settle(batch, exc)
 
     def _close_connection(self) -> None:
         connection, self._connection = self._connection, None
@@ -325,25 +428,31 @@ def _may_be_one_row(exc: BaseException) -> bool:
     return not isinstance(exc, OperationalError | InterfaceError)
 
 
-def _settle(batch: Sequence[_Pending], exc: BaseException | None) -> None:
-    """Resolve the waiters of ``batch`` with one wake-up per event loop, not one per row."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], Exception | None]]]
-    by_loop = {}
-    for pending in batch:
-        error = None if exc is None else GroupCommitError(pending.table.name, exc)
-        by_loop.setdefault(pending.loop, []).append((pending.future, error))
-    for loop, outcomes in by_loop.items():
+def _settle(batches: Sequence[_Batch]) -> None:
+    """Release the waiters of ``batches`` with one wake-up per event loop, not one per row."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Batch]] = {}
+    for batch in batches:
+        by_loop.setdefault(batch.loop, []).append(batch)
+    for loop, settled in by_loop.items():
         try:
-            loop.call_soon_threadsafe(_resolve, outcomes)
+            loop.call_soon_threadsafe(_resolve, settled)
         except RuntimeError:
             pass  # the loop is closed: nobody is waiting any more
 
 
-def _resolve(outcomes: list[tuple[asyncio.Future[None], Exception | None]]) -> None:
-    for future, error in outcomes:
-        if future.done():  # the waiter was cancelled; its row is committed all the same
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
+def _resolve(batches: list[_Batch]) -> None:
+    for batch in batches:
+        batch.future.set_result(None)  # never cancelled: see ``_SharedFuture``
+
+
+def _settle_one(
+    future: asyncio.Future[None], batch: _Batch, index: int, _done: asyncio.Future[None]
+) -> None:
+    """Pass the outcome of row ``index`` of ``batch`` on to the row's own future."""
+    if future.done():  # the waiter was cancelled; its row is committed all the same
+        return
+    error = batch.outcome(index)
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

@@ -1,0 +1,1 @@
+"""Consent: the cookie banner's configuration, the proof-of-consent records, the revisions."""
