@@ -103,6 +103,17 @@ class Connection:
 
 
 def request_bytes(path: str, port: int) -> bytes:
+    """A GET of ``path``, or for ``POST:/path:/file.json`` a POST of that file's JSON."""
+    if path.startswith("POST:"):
+        _, target, body_file = path.split(":", 2)
+        with open(body_file, "rb") as handle:
+            body = handle.read()
+        head = (
+            f"POST {target} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+            "User-Agent: gardien-bench\r\nAccept: */*\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode("ascii") + body
     return (
         f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
         "User-Agent: gardien-bench\r\nAccept: */*\r\n\r\n"
@@ -121,7 +132,7 @@ async def _drive(connection: Connection, request: bytes, deadline: float, tally:
         tally.latencies.append(time.perf_counter() - sent)
         tally.requests += 1
         tally.body_bytes += length
-        if status != 200:
+        if not 200 <= status < 300:
             tally.errors += 1
 
 
