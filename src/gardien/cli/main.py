@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,9 +43,11 @@ policy_app = typer.Typer(
 retention_app = typer.Typer(help="Retention purges and their status.", no_args_is_help=True)
 admin_app = typer.Typer(help="Admin accounts.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+consent_app = typer.Typer(help="Proof-of-consent records.", no_args_is_help=True)
 for group, name in (
     (admin_app, "admin"),
     (audit_app, "audit"),
+    (consent_app, "consent"),
     (db_app, "db"),
     (keys_app, "keys"),
     (register_app, "register"),
@@ -494,6 +498,97 @@ def audit_verify() -> None:
     if broken is not None:
         fail(f"audit chain broken at {broken}", code=1)
     out().print(f"audit chain intact: {seq} entries, head {head}")
+
+
+@consent_app.command("verify")
+def consent_verify() -> None:
+    """Walk the consent records' chain; exit 1 naming the first broken record."""
+    from gardien.consent.records import verify_chain
+
+    with running() as state, state.readers() as session:
+        broken = verify_chain(session)
+        count, head = _consent_head(session)
+    if broken is not None:
+        fail(f"consent chain broken at {broken}", code=1)
+    out().print(f"consent chain intact: {count} records, head {head}")
+
+
+def _consent_head(session: Any) -> tuple[int, str]:
+    from sqlalchemy import select
+
+    from gardien.consent.models import ConsentRecord
+    from gardien.storage.chain import GENESIS
+
+    row = session.execute(
+        select(ConsentRecord.seq, ConsentRecord.hash).order_by(ConsentRecord.seq.desc()).limit(1)
+    ).first()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+
+def _day(value: str | None, option: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), dt.UTC)
+    except ValueError:
+        fail(f"{option}: expected a date as YYYY-MM-DD")
+
+
+@consent_app.command("export")
+def consent_export(
+    since: Annotated[
+        str | None, typer.Option("--from", help="first day (YYYY-MM-DD), inclusive")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--to", help="last day (YYYY-MM-DD), inclusive")
+    ] = None,
+    action: Annotated[str | None, typer.Option(help="only this action")] = None,
+    revision: Annotated[int | None, typer.Option(help="only this banner revision")] = None,
+    category: Annotated[str | None, typer.Option(help="only records naming it")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("--out", help="file to write (default: stdout)")
+    ] = None,
+) -> None:
+    """Export consent records (CSV or JSON), filtered by date range, action, revision,
+    category. The export is recorded in the audit trail."""
+    from gardien.consent.records import ACTIONS
+    from gardien.consent.service import Filters, export, records
+    from gardien.security import audit
+    from gardien.storage.database import unit_of_work
+
+    if fmt not in ("csv", "json"):
+        fail("--format: csv or json")
+    if action is not None and action not in ACTIONS:
+        fail(f"--action: one of {', '.join(ACTIONS)}")
+    start = _day(since, "--from")
+    end = _day(until, "--to")
+    filters = Filters(
+        start=start,
+        end=end + dt.timedelta(days=1) if end else None,
+        action=action,
+        revision=revision,
+        category=category,
+    )
+    with running() as state:
+        with state.readers() as session:
+            text = export(records(session, filters), fmt)
+        rows = text.count("\n") - 1 if fmt == "csv" else len(json.loads(text))
+        with unit_of_work(state.sessions) as session:
+            audit.record(
+                session,
+                audit.Actor.system("cli"),
+                "consent.exported",
+                state.clock.now(),
+                target_type="consent_record",
+                reason=f"{rows} records, {fmt}",
+            )
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        os.chmod(output, 0o600)  # records carry consent ids: not for other users
+        err().print(f"{rows} records written to {output}")
 
 
 @keys_app.command("rotate")
