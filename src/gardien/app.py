@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from gardien import __version__
 from gardien.config import Settings
+from gardien.consent.admin import router as consent_admin_router
 from gardien.consent.routes import router as consent_router
 from gardien.consent.service import prepare as prepare_consent
 from gardien.deps import State
@@ -125,6 +126,7 @@ def create_app(
     app.include_router(web_router)
     app.include_router(policy_router)
     app.include_router(consent_router)
+    app.include_router(consent_admin_router)
     app.include_router(admin_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Added innermost first: the access log sees every response, headers cover error pages.

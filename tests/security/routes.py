@@ -48,6 +48,11 @@ ACCESS: dict[tuple[str, str], Permission | str] = {
     ("GET", "/admin/abuse"): P.view_abuse,
     ("GET", "/admin/api/me"): P.view_dashboard,
     ("GET", "/admin/api/audit/head"): P.view_audit_log,
+    ("GET", "/admin/consent"): P.view_reports,
+    ("GET", "/admin/consent/records"): P.view_personal_data,
+    ("GET", "/admin/consent/revisions/{number}"): P.view_reports,
+    ("GET", "/admin/consent/export"): P.export_data,
+    ("GET", "/admin/api/consent/stats"): P.view_reports,
 }
 
 FORM_VALUES = {

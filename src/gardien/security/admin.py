@@ -39,6 +39,7 @@ LOGIN_CSRF = "gardien_login_csrf"
 NAV = [
     ("/admin", N_("Dashboard"), Permission.view_dashboard),
     ("/admin/audit", N_("Audit trail"), Permission.view_audit_log),
+    ("/admin/consent", N_("Consent"), Permission.view_reports),
     ("/admin/abuse", N_("Abuse"), Permission.view_abuse),
     ("/admin/users", N_("Users"), Permission.manage_users),
     ("/admin/tokens", N_("API tokens"), Permission.manage_own_tokens),
