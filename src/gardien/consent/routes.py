@@ -137,7 +137,7 @@ def demo_page(state: AppState, request: Request) -> Response:
     html = (
         state.env(language)
         .get_template("consent/demo.html")
-        .render(nonce=nonce, lang=language, languages=[], path="/")
+        .render(nonce=nonce, request=request, languages=[], path="/")
     )
     csp = content_security_policy([]).replace(
         "script-src 'self'", f"script-src 'self' 'nonce-{nonce}'"

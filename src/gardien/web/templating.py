@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
@@ -50,7 +51,16 @@ def make_environment(language: str) -> Environment:
     env.install_gettext_callables(t.gettext, t.ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.globals["lang"] = language
     env.filters["linkify"] = linkify
+    env.globals["consent_granted"] = _consent_granted
     return env
+
+
+def _consent_granted(request: Any, category: str) -> bool:
+    """``{% if consent_granted(request, "audience_measurement") %}``: the visitor's decision as
+    the server reads it, so a non-consented tag is never in the first HTML response."""
+    from gardien.consent.cookie import granted
+
+    return granted(request, category)
 
 
 def make_environments(languages: list[str]) -> dict[str, Environment]:
