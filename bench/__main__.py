@@ -10,7 +10,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench import connlog, crypto, startup, throughput
+from bench import connlog, consent_size, crypto, startup, throughput
 from bench.common import Verdict, heading, print_table
 
 BENCHMARKS: dict[str, Callable[[], list[Verdict]]] = {
@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, Callable[[], list[Verdict]]] = {
     "throughput": throughput.run,
     "connlog": connlog.run,
     "crypto": crypto.run,
+    "consent_size": consent_size.run,
 }
 
 

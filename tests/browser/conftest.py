@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from tests.browser.consent import EVENTS_SCRIPT, Site, running
 from tests.support import Server, gardien_env, serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -52,4 +54,27 @@ def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(locale="en-GB")
     tab = context.new_page()
     yield tab
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def consent_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A Gardien on the seed register whose SQLite file the consent tests read."""
+    with running(tmp_path_factory.mktemp("consent")) as site:
+        yield site
+
+
+@pytest.fixture(scope="module")
+def banner_config(consent_site: Site) -> dict[str, Any]:
+    """The banner's English configuration: tests find controls by the names it gives them."""
+    return consent_site.config("en")
+
+
+@pytest.fixture
+def visitor(browser: Browser) -> Iterator[BrowserContext]:
+    """A first-time visitor (fresh profile) who prefers reduced motion; every gardien:consent
+    event the pages receive is kept in ``window.__consentEvents``."""
+    context = browser.new_context(locale="en-GB", reduced_motion="reduce")
+    context.add_init_script(EVENTS_SCRIPT)
+    yield context
     context.close()
