@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gardien.deps import State
 from gardien.security.connection_log import ConnectionLog, top_sources
 from gardien.security.models import RateLimitBucket
-from gardien.security.public_limits import PublicWriteLimits, budget_subject
+from gardien.security.public_limits import Budgets, PublicWriteLimits, budget_subject
 from gardien.security.ratelimit import RateLimit
 from gardien.storage.clock import FrozenClock
 from gardien.storage.groupcommit import GroupCommit
@@ -45,6 +46,7 @@ def limited(state: State, app: ASGIApp = echo) -> PublicWriteLimits:
         clock=state.clock,
         per_address=PER_ADDRESS,
         overall=OVERALL,
+        sync_every=3600,  # merged only when a test says so (``budgets.flush``)
     )
 
 
@@ -110,11 +112,64 @@ def test_addresses_of_one_ipv6_block_share_a_budget(state: State) -> None:
 
 
 def test_buckets_store_no_address(state: State) -> None:
-    client_from(limited(state), "203.0.113.77").post("/contact")
+    app = limited(state)
+    client_from(app, "203.0.113.77").post("/contact")
+    app.budgets.flush(state.clock.now())
     with state.sessions() as session:
         keys = session.scalars(select(RateLimitBucket.key)).all()
     assert len(keys) == 2  # the address's bucket and everyone's
     assert all("203.0.113.77" not in key for key in keys)
+
+
+def test_instances_share_their_budgets_through_the_database(state: State) -> None:
+    """Two processes: each decides alone, then merges; after a merge each counts the other's
+    requests, so together they never exceed a budget by more than one merge's worth."""
+    first, second = limited(state), limited(state)
+    alice_here, alice_there = client_from(first, "203.0.113.1"), client_from(second, "203.0.113.1")
+    assert [alice_here.post("/contact").status_code for _ in range(2)] == [200, 200]
+    assert alice_there.post("/contact").status_code == 200  # the second knows only its own
+    first.budgets.flush(state.clock.now())
+    second.budgets.flush(state.clock.now())  # adds its one, reads the first's two: three
+    assert alice_there.post("/contact").status_code == 429
+    first.budgets.flush(state.clock.now())  # the first now reads them all
+    assert alice_here.post("/contact").status_code == 429
+    with state.sessions() as session:
+        counts = sorted(session.scalars(select(RateLimitBucket.count)).all())
+    assert counts == [3, 3]  # merged so far: three writes, for the address and for everyone
+
+
+def test_merges_start_in_the_background_and_keep_counts_when_they_fail(
+    state: State,
+) -> None:
+    app = PublicWriteLimits(
+        echo,
+        sessions=state.sessions,
+        secret=lambda: state.secret,
+        clock=state.clock,
+        per_address=PER_ADDRESS,
+        overall=OVERALL,
+        sync_every=0.0,
+    )
+    client = client_from(app, "203.0.113.5")
+    assert client.post("/contact").status_code == 200  # starts a merge in a worker thread
+    for _ in range(200):  # the merge commits on its own, shortly
+        with state.sessions() as session:
+            if session.scalar(select(func.count()).select_from(RateLimitBucket)) == 2:
+                break
+        threading.Event().wait(0.01)
+    else:
+        raise AssertionError("no background merge reached the database")
+
+
+def test_a_failed_merge_keeps_its_counts(state: State) -> None:
+    budgets = Budgets(state.sessions, lambda: state.secret, PER_ADDRESS, OVERALL)
+    now = state.clock.now()
+    assert [budgets.take("203.0.113.5", now) for _ in range(2)] == [None, None]
+    budgets.begin_merge(0.0)
+    budgets.end_merge(now, None)  # the database was unreachable: nothing was merged
+    assert budgets.take("203.0.113.5", now) is None
+    refusal = budgets.take("203.0.113.5", now)
+    assert refusal is not None and refusal.budget == "address"
 
 
 def test_a_missing_secret_refuses_to_count(state: State) -> None:

@@ -33,6 +33,8 @@ class RateDecision:
     allowed: bool
     remaining: int
     retry_after: int
+    total: int = 0
+    """Requests counted in the window so far, by every instance."""
 
 
 def bucket_key(secret: bytes, scope: str, subject: str) -> str:
@@ -45,32 +47,48 @@ def _window_start(now: dt.datetime, window: dt.timedelta) -> dt.datetime:
     return dt.datetime.fromtimestamp(math.floor(epoch / seconds) * seconds, dt.UTC)
 
 
+def window_start(now: dt.datetime, window: dt.timedelta) -> dt.datetime:
+    return _window_start(now, window)
+
+
 def hit(
-    session: Session, secret: bytes, rule: RateLimit, subject: str, now: dt.datetime
+    session: Session,
+    secret: bytes,
+    rule: RateLimit,
+    subject: str,
+    now: dt.datetime,
+    count: int = 1,
 ) -> RateDecision:
-    """Count one request of ``subject`` against ``rule``; flushes, the caller commits."""
+    """Count ``count`` requests of ``subject`` against ``rule`` (one by default; zero reads
+    the window's total); flushes, the caller commits."""
     key = bucket_key(secret, rule.scope, subject)
     start = _window_start(now, rule.window)
     statement = (
         update(RateLimitBucket)
         .where(RateLimitBucket.key == key)
         .values(
-            count=case((RateLimitBucket.window_start == start, RateLimitBucket.count + 1), else_=1),
+            count=case(
+                (RateLimitBucket.window_start == start, RateLimitBucket.count + count),
+                else_=count,
+            ),
             window_start=start,
         )
         .returning(RateLimitBucket.count)
     )
-    count = session.execute(statement).scalar_one_or_none()
-    if count is None:
+    total = session.execute(statement).scalar_one_or_none()
+    if total is None:
         try:
             with session.begin_nested():
-                session.add(RateLimitBucket(key=key, window_start=start, count=1))
-            count = 1
+                session.add(RateLimitBucket(key=key, window_start=start, count=count))
+            total = count
         except IntegrityError:
-            count = session.execute(statement).scalar_one()
+            total = session.execute(statement).scalar_one()
     retry_after = max(1, math.ceil((start + rule.window - now).total_seconds()))
     return RateDecision(
-        allowed=count <= rule.limit, remaining=max(0, rule.limit - count), retry_after=retry_after
+        allowed=total <= rule.limit,
+        remaining=max(0, rule.limit - total),
+        retry_after=retry_after,
+        total=total,
     )
 
 
