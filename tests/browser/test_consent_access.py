@@ -45,10 +45,14 @@ def violations(page: Page) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("width", [1280, 360])  # a desktop, a small phone
 def test_banner_and_panel_are_labelled_dialogs_without_axe_violations(
-    visitor: BrowserContext, consent_site: Site, banner_config: dict[str, Any]
+    visitor: BrowserContext, consent_site: Site, banner_config: dict[str, Any], width: int
 ) -> None:
-    page = open_page(visitor, f"{consent_site.url}/?lang=en")
+    page = visitor.new_page()
+    page.set_viewport_size({"width": width, "height": 740})
+    page.goto(f"{consent_site.url}/?lang=en")
+    page.wait_for_selector(".gc-banner:not([hidden])")
     dialog = banner(page, banner_config)
     assert dialog.get_attribute("role") == "dialog"
     assert dialog.get_attribute("aria-modal") is None  # non-modal: the page stays usable

@@ -346,23 +346,20 @@
 
   function cookieTable(category) {
     var T = config.texts;
+    var labels = [T.cookie, T.provider, T.purpose, T.duration];
     if (!category.cookies || !category.cookies.length) return null;
-    var head = el('tr', {}, [T.cookie, T.provider, T.purpose, T.duration].map(function (text) {
-      return el('th', { scope: 'col' }, [text]);
-    }));
-    return el('div', { class: 'gc-table' }, [
-      el('table', {}, [
-        el('caption', { class: 'gc-sr' }, [category.title]),
-        el('thead', {}, [head]),
-        el('tbody', {}, category.cookies.map(function (cookie) {
-          return el('tr', {}, [
-            el('td', {}, [el('code', {}, [cookie.name])]),
-            el('td', {}, [cookie.provider]),
-            el('td', {}, [cookie.purpose]),
-            el('td', {}, [cookie.duration]),
-          ]);
-        })),
-      ]),
+    return el('table', {}, [
+      el('caption', { class: 'gc-sr' }, [category.title]),
+      el('thead', {}, [el('tr', {}, labels.map(function (label) {
+        return el('th', { scope: 'col' }, [label]);
+      }))]),
+      el('tbody', {}, category.cookies.map(function (cookie) {
+        var cells = [el('code', {}, [cookie.name]), cookie.provider, cookie.purpose, cookie.duration];
+        // data-label: narrow screens show each cookie as a card, each value after its header.
+        return el('tr', {}, cells.map(function (value, index) {
+          return el('td', { 'data-label': labels[index] }, [value]);
+        }));
+      })),
     ]);
   }
 
