@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -41,6 +42,15 @@ def labels(engine: Engine) -> list[str]:
     SQLite it does not queue for the write lock the writer holds)."""
     with engine.execution_options(**{READ_ONLY: True}).connect() as connection:
         return list(connection.scalars(select(probe.c.label).order_by(probe.c.id)))
+
+
+def in_threads(target: Callable[[str], None], names: list[str]) -> None:
+    """Run ``target(name)`` in one thread per name (each with its own event loop), together."""
+    threads = [threading.Thread(target=target, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
 
 
 class CommitGate:
@@ -184,11 +194,7 @@ def test_waiters_of_several_event_loops(engine: Engine, writer: GroupCommit) -> 
 
         asyncio.run(scenario())
 
-    threads = [threading.Thread(target=one_loop, args=(f"loop{n}",)) for n in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
+    in_threads(one_loop, [f"loop{n}" for n in range(3)])
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(probe)) == 60
 
@@ -198,3 +204,117 @@ def test_settings_are_checked(engine: Engine) -> None:
         GroupCommit(engine, max_batch=0)
     with pytest.raises(ValueError, match="max_delay"):
         GroupCommit(engine, max_delay=-1)
+
+
+def test_rows_of_one_turn_of_the_loop_share_one_batch(
+    engine: Engine, writer: GroupCommit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows written during one turn of a loop travel as one batch: one hand-over to the
+    writer, one wake-up of the loop for all of them, and no future made per row."""
+    handed: list[object] = []
+
+    class Counting(queue.SimpleQueue[object]):
+        def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
+            handed.append(item)
+            super().put(item, block, timeout)
+
+    monkeypatch.setattr(writer, "_queue", Counting())
+
+    async def scenario() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        wakeups = futures = 0
+        real_wakeup, real_future = loop.call_soon_threadsafe, loop.create_future
+
+        def wakeup(*args: Any, **kwargs: Any) -> Any:
+            nonlocal wakeups
+            wakeups += 1
+            return real_wakeup(*args, **kwargs)
+
+        def future() -> asyncio.Future[Any]:
+            nonlocal futures
+            futures += 1
+            return real_future()
+
+        monkeypatch.setattr(loop, "call_soon_threadsafe", wakeup)
+        monkeypatch.setattr(loop, "create_future", future)
+        await asyncio.gather(*(writer.write(probe, {"label": f"row-{i}"}) for i in range(30)))
+        return wakeups, futures
+
+    wakeups, futures = asyncio.run(scenario())
+    assert (len(handed), wakeups, futures) == (1, 1, 0)
+    assert len(labels(engine)) == 30
+    assert writer.batches == 1 and writer.rows == 30
+
+
+def test_write_isolates_a_bad_row_within_a_shared_batch(
+    engine: Engine, writer: GroupCommit
+) -> None:
+    """Through ``write`` (one future for the batch) each waiter still learns its own outcome."""
+
+    async def scenario() -> list[BaseException | None]:
+        await writer.write(probe, {"label": "taken"})
+        results = await asyncio.gather(
+            writer.write(probe, {"label": "one"}),
+            writer.write(probe, {"label": "taken"}),  # unique violation
+            writer.write(probe, {"label": "two"}),
+            writer.write(probe, {"label": "taken"}),
+            return_exceptions=True,
+        )
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes[0] is None and outcomes[2] is None
+    for error in (outcomes[1], outcomes[3]):
+        assert isinstance(error, GroupCommitError)
+        assert error.error_type == "IntegrityError" and "taken" not in str(error)
+    assert outcomes[1] is not outcomes[3]  # a fresh exception for each waiter
+    assert labels(engine) == ["taken", "one", "two"]
+
+
+def test_a_cancelled_waiter_leaves_its_batch_to_the_others(
+    engine: Engine, writer: GroupCommit, gate: CommitGate
+) -> None:
+    async def scenario() -> None:
+        first = writer.submit(probe, {"label": "first"})
+        assert await asyncio.to_thread(gate.entered.wait, 10)
+        tasks = [
+            asyncio.ensure_future(writer.write(probe, {"label": f"row-{i}"})) for i in range(3)
+        ]
+        await asyncio.sleep(0)  # the tasks have queued their rows: one batch
+        tasks[1].cancel()
+        gate.opened.set()
+        await first
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], asyncio.CancelledError)
+
+    asyncio.run(scenario())
+    # The cancelled waiter's row was committed all the same.
+    assert labels(engine) == ["first", "row-0", "row-1", "row-2"]
+
+
+def test_failures_and_successes_reach_each_of_several_loops(
+    engine: Engine, writer: GroupCommit
+) -> None:
+    """Batches of several loops may share a transaction; each loop learns its own rows' fate."""
+    errors: dict[str, list[str]] = {}
+    barrier = threading.Barrier(3)
+
+    def one_loop(prefix: str) -> None:
+        async def scenario() -> None:
+            barrier.wait(10)
+            rows = [{"label": f"{prefix}-{i}"} for i in range(10)] + [{"label": "shared"}]
+            results = await asyncio.gather(
+                *(writer.write(probe, row) for row in rows), return_exceptions=True
+            )
+            assert all(r is None for r in results[:10])
+            errors[prefix] = [type(r).__name__ for r in results[10:] if r is not None]
+
+        asyncio.run(scenario())
+
+    in_threads(one_loop, [f"loop{n}" for n in range(3)])
+    # "shared" is unique: exactly one loop got it in, the two others were told it failed.
+    assert sorted(len(e) for e in errors.values()) == [0, 1, 1]
+    assert all(e in ([], ["GroupCommitError"]) for e in errors.values())
+    stored = labels(engine)
+    assert len(stored) == 31 and stored.count("shared") == 1
