@@ -47,3 +47,18 @@ def test_a_granted_category_is_decided_on_the_server(
     assert REAL_TAG not in client.get("/").text  # another revision: asked again
     client.cookies.set("gardien_consent", cookie_value(state, clock, True) + "&x")
     assert REAL_TAG not in client.get("/").text  # corrupt: no consent
+
+
+def test_the_banner_files_travel_gzipped_when_the_browser_takes_it(client: TestClient) -> None:
+    for path in (
+        "/consent/gardien-consent.js",
+        "/consent/gardien-consent.css",
+        "/consent/config.json?lang=fr",
+    ):
+        packed = client.get(path, headers={"Accept-Encoding": "gzip"})
+        plain = client.get(path, headers={"Accept-Encoding": "identity"})
+        assert packed.headers["content-encoding"] == "gzip", path
+        assert "Accept-Encoding" in packed.headers["vary"]
+        assert "content-encoding" not in plain.headers
+        assert packed.content == plain.content  # the client decompressed it
+        assert int(packed.headers["content-length"]) < len(plain.content) / 2, path

@@ -3,6 +3,8 @@ endpoint, the visitor's own history, and the demo page that shows it all at ``/`
 
 from __future__ import annotations
 
+import gzip
+import json
 import secrets
 from functools import cache
 from pathlib import Path
@@ -33,22 +35,48 @@ def _asset(kind: str) -> bytes:
     return (minified if minified.exists() else source).read_bytes()
 
 
-def _asset_response(kind: str) -> Response:
-    return Response(
+@cache
+def _asset_gzip(kind: str) -> bytes:
+    return gzip.compress(_asset(kind), compresslevel=9, mtime=0)
+
+
+def _accepts_gzip(request: Request) -> bool:
+    return "gzip" in request.headers.get("accept-encoding", "").lower()
+
+
+def _compressible(
+    request: Request, body: bytes, packed: bytes | None, media_type: str, headers: dict[str, str]
+) -> Response:
+    """``body`` gzipped when the browser takes it (these files are what every visitor downloads
+    before the banner shows); only public, secret-free files go this way."""
+    headers = {**headers, "Vary": ", ".join(filter(None, [headers.get("Vary"), "Accept-Encoding"]))}
+    if _accepts_gzip(request):
+        return Response(
+            packed if packed is not None else gzip.compress(body, 9, mtime=0),
+            media_type=media_type,
+            headers={**headers, "Content-Encoding": "gzip"},
+        )
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def _asset_response(request: Request, kind: str) -> Response:
+    return _compressible(
+        request,
         _asset(kind),
-        media_type=ASSET_TYPES[kind],
-        headers={"Cache-Control": "public, max-age=300"},
+        _asset_gzip(kind),
+        ASSET_TYPES[kind],
+        {"Cache-Control": "public, max-age=300"},
     )
 
 
 @router.get("/consent/gardien-consent.js", include_in_schema=False)
-def banner_script() -> Response:
-    return _asset_response("js")
+def banner_script(request: Request) -> Response:
+    return _asset_response(request, "js")
 
 
 @router.get("/consent/gardien-consent.css", include_in_schema=False)
-def banner_style() -> Response:
-    return _asset_response("css")
+def banner_style(request: Request) -> Response:
+    return _asset_response(request, "css")
 
 
 def _language(state: AppState, request: Request) -> str:
@@ -64,10 +92,20 @@ def _language(state: AppState, request: Request) -> str:
 @router.get("/consent/config.json", summary="The banner's configuration in one language")
 def banner_config(state: AppState, request: Request) -> Response:
     gpc = request.headers.get("sec-gpc", "").strip() == "1"
-    body = config(state, _language(state, request), gpc)
-    return JSONResponse(
-        body,
-        headers={"Cache-Control": "no-cache", "Vary": "Sec-GPC, Accept-Language"},
+    language = _language(state, request)
+    key = ("consent.config", current_revision(state).number, language, gpc)
+    cached = state.caches.get(key)
+    if cached is None:
+        body = json.dumps(
+            config(state, language, gpc), ensure_ascii=False, separators=(",", ":")
+        ).encode()
+        cached = state.caches[key] = (body, gzip.compress(body, 9, mtime=0))
+    return _compressible(
+        request,
+        cached[0],
+        cached[1],
+        "application/json",
+        {"Cache-Control": "no-cache", "Vary": "Sec-GPC, Accept-Language"},
     )
 
 
