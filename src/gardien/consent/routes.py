@@ -93,7 +93,7 @@ def _language(state: AppState, request: Request) -> str:
 def banner_config(state: AppState, request: Request) -> Response:
     gpc = request.headers.get("sec-gpc", "").strip() == "1"
     language = _language(state, request)
-    key = ("consent.config", current_revision(state).number, language, gpc)
+    key = f"consent.config:{current_revision(state).number}:{language}:{int(gpc)}"
     cached = state.caches.get(key)
     if cached is None:
         body = json.dumps(
