@@ -253,6 +253,67 @@ class ConsentSettings(Strict):
     """How long a decision is kept before the banner asks again (seed: six months)."""
 
 
+class FieldType(StrEnum):
+    """What a form field holds, and so how it is validated and stored."""
+
+    text = "text"
+    """One line: a name, a company."""
+    textarea = "textarea"
+    """Free text (the message)."""
+    email = "email"
+    """An e-mail address: syntax only (no network), stored normalised."""
+    phone = "phone"
+    """A phone number, read with the country field's country, stored in E.164."""
+    country = "country"
+    """An ISO 3166-1 alpha-2 code."""
+    choice = "choice"
+    """One of ``options``."""
+
+
+class FormChoice(Strict):
+    value: Identifier
+    label: Text
+
+
+class FormField(Strict):
+    name: Identifier
+    type: FieldType
+    label: Text
+    required: StrictBool = False
+    max_length: int = Field(default=200, ge=1, le=20_000)
+    help: Text | None = None
+    """Shown under the field (e.g. "do not send health information")."""
+    options: list[FormChoice] = Field(default_factory=list)
+    """The choices of a ``choice`` field, in the order shown."""
+
+
+class EmailContent(StrEnum):
+    notice = "notice"
+    """The e-mail says a submission arrived, with a link into the admin; no personal data."""
+    full = "full"
+    """The e-mail carries the submission: the mailbox then keeps personal data, so the
+    register must state the mailbox's own retention (``mailbox_retention``)."""
+
+
+class FormSpec(Strict):
+    id: Identifier
+    activity: Identifier
+    """The processing activity the submissions belong to (purpose, basis, retention)."""
+    title: Text
+    fields: list[FormField] = Field(min_length=1)
+    consent_text: Text | None = None
+    """The consent checkbox's label, naming the purpose; required when the activity's basis
+    is consent, refused otherwise."""
+    notify: list[str] = Field(min_length=1)
+    """Mailboxes of the operator's staff told about each submission."""
+    email_content: EmailContent = EmailContent.notice
+    mailbox_retention: Duration | None = None
+    acknowledgement: StrictBool = False
+    """Send the visitor an acknowledgement, in their language."""
+    min_fill_seconds: int = Field(default=3, ge=0, le=600)
+    """A form sent faster than this after it was shown is taken for a robot's."""
+
+
 class RightsSection(Strict):
     channels: list[Channel] = Field(min_length=1)
     email: str
@@ -281,4 +342,5 @@ class Register(Strict):
     cookies: list[Cookie] = Field(default_factory=list)
     consent_categories: list[ConsentCategory] = Field(default_factory=list)
     consent: ConsentSettings | None = None
+    forms: list[FormSpec] = Field(default_factory=list)
     rights: RightsSection

@@ -17,6 +17,8 @@ from gardien.register.durations import DurationError, parse_period
 from gardien.register.loader import Located, PathKey, Problem
 from gardien.register.schema import (
     Channel,
+    EmailContent,
+    FieldType,
     LegalBasis,
     RecipientRole,
     Register,
@@ -307,6 +309,70 @@ def _rights_problems(register: Register, located: Located) -> Iterator[Problem]:
             yield located.problem(path, "not an e-mail address")
 
 
+RESERVED_FORM_FIELDS = frozenset({"consent", "website", "shown_at", "lang", "csrf"})
+"""Names the form machinery itself uses (consent box, honeypot, fill-time stamp)."""
+
+
+def _form_problems(register: Register, located: Located) -> Iterator[Problem]:
+    yield from _duplicates((f.id for f in register.forms), ("forms",), located)
+    activities = {a.id: a for a in register.activities}
+    for i, form in enumerate(register.forms):
+        path: PathKey = ("forms", i)
+        yield from _duplicates((f.name for f in form.fields), (*path, "fields"), located)
+        activity = activities.get(form.activity)
+        if activity is None:
+            yield located.problem((*path, "activity"), f"no activity {form.activity!r}")
+            continue
+        declared = {name for c in activity.data_categories for name in c.fields}
+        for j, field in enumerate(form.fields):
+            where = (*path, "fields", j)
+            if field.name in RESERVED_FORM_FIELDS:
+                yield located.problem((*where, "name"), f"{field.name!r} is reserved")
+            elif field.name not in declared:
+                yield located.problem(
+                    (*where, "name"),
+                    f"{field.name!r} is not among activities[{form.activity}].data_categories "
+                    "fields: the policy would not mention it",
+                )
+            if field.type is FieldType.choice and not field.options:
+                yield located.problem((*where, "options"), "a choice field needs options")
+            if field.type is not FieldType.choice and field.options:
+                yield located.problem((*where, "options"), "only choice fields have options")
+        phones = [f for f in form.fields if f.type is FieldType.phone]
+        if phones and not any(f.type is FieldType.country for f in form.fields):
+            yield located.problem(
+                (*path, "fields"), "a phone field needs a country field to read numbers by"
+            )
+        consent = activity.legal_basis.basis is LegalBasis.consent
+        if consent and not form.consent_text:
+            yield located.problem(
+                (*path, "consent_text"),
+                f"activities[{form.activity}] rests on consent: the form needs a consent "
+                "checkbox text naming the purpose",
+            )
+        if not consent and form.consent_text:
+            yield located.problem(
+                (*path, "consent_text"),
+                f"activities[{form.activity}] does not rest on consent: a consent checkbox "
+                "would mislead",
+            )
+        if form.email_content is EmailContent.full and not form.mailbox_retention:
+            yield located.problem(
+                (*path, "mailbox_retention"),
+                "e-mails carrying the submission keep personal data in the mailbox: state "
+                "how long (mailbox_retention), so the policy says it",
+            )
+        if form.mailbox_retention:
+            try:
+                parse_period(form.mailbox_retention)
+            except DurationError as exc:
+                yield located.problem((*path, "mailbox_retention"), str(exc))
+        for k, address in enumerate(form.notify):
+            local, _, domain = address.partition("@")
+            if not local or "." not in domain:
+                yield located.problem((*path, "notify", k), "not an e-mail address")
+
+
 def rule_problems(register: Register, located: Located) -> Iterator[Problem]:
     """Every rule violation in ``register``; the caller reports them all at once."""
     yield from _language_problems(register, located)
@@ -314,3 +380,4 @@ def rule_problems(register: Register, located: Located) -> Iterator[Problem]:
     yield from _cookie_problems(register, located)
     yield from _consent_problems(register, located)
     yield from _rights_problems(register, located)
+    yield from _form_problems(register, located)

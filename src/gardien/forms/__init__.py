@@ -1,0 +1,1 @@
+"""Contact forms: declared in the register, validated, encrypted, e-mailed, purged."""
