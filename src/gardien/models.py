@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gardien.consent.models import ConsentRecord, ConsentRevision
+from gardien.forms.models import DisclosureEntry, FormSubmission, OutboxMessage
 from gardien.policy.models import PolicyVersion
 from gardien.retention.models import PurgeReceipt
 from gardien.security.connection_log import ConnectionLogEntry
@@ -31,8 +32,11 @@ __all__ = [
     "ConsentRevision",
     "ConnectionLogEntry",
     "RecoveryCode",
+    "DisclosureEntry",
     "EncryptionKey",
+    "FormSubmission",
     "JobLock",
+    "OutboxMessage",
     "PolicyVersion",
     "PurgeReceipt",
     "RateLimitBucket",

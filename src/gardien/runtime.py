@@ -11,6 +11,7 @@ from sqlalchemy import select
 from gardien.config import Settings
 from gardien.consent.store import ConsentProvider, ConsentRecordStore
 from gardien.deps import State
+from gardien.forms.provider import FormsProvider, FormSubmissionStore
 from gardien.register.loader import load_register
 from gardien.register.schema import Register
 from gardien.retention.stores import RetentionStore, StoreRegistry
@@ -29,12 +30,18 @@ from gardien.web.templating import make_environments
 
 def domain_stores() -> list[RetentionStore]:
     """Every domain's retention store; later capabilities append theirs here."""
-    return [AuditStore(), ConnectionLogStore(), AdminAccountStore(), ConsentRecordStore()]
+    return [
+        AuditStore(),
+        ConnectionLogStore(),
+        AdminAccountStore(),
+        ConsentRecordStore(),
+        FormSubmissionStore(),
+    ]
 
 
 def domain_providers() -> list[SubjectProvider]:
     """Every domain's data-subject provider; later capabilities append theirs here."""
-    return [ConnectionLogProvider(), AdminAccountProvider(), ConsentProvider()]
+    return [ConnectionLogProvider(), AdminAccountProvider(), ConsentProvider(), FormsProvider()]
 
 
 def build_state(

@@ -53,7 +53,7 @@ def test_register_check_reports_every_problem_and_exits_2(register_path: Path) -
 def test_register_check_strict_fails_on_unbuilt_stores(register_path: Path) -> None:
     result = runner.invoke(app, ["register", "check", "--strict", str(register_path)])
     assert result.exit_code == 2
-    assert "activities[0].storage: store 'form_submission' is not implemented yet" in result.stderr
+    assert "activities[2].storage: store 'analytics_hit' is not implemented yet" in result.stderr
 
 
 def test_register_check_missing_file() -> None:
@@ -147,6 +147,7 @@ def test_publish_versions_and_retention_share_the_database(settings: Settings) -
     assert states.pop("connection_log") == "empty"
     assert states.pop("admin_accounts") == "empty"
     assert states.pop("consent_records") == "empty"
+    assert states.pop("contact_forms") == "empty"
     assert set(states.values()) == {"not implemented"}
 
 

@@ -79,7 +79,8 @@ class OutboxMessage(Base):
     message: Mapped[str] = mapped_column(Encrypted("outbox_message.message"))
     created_at: Mapped[dt.datetime] = mapped_column(index=True)
     status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
-    """``pending``, ``sending`` (claimed), ``sent``, ``dead``."""
+    """``pending``, ``sending`` (claimed), ``sent``, ``dead`` (gave up; the admin can retry),
+    ``held`` (the person restricted processing, Art. 18: not sent until lifted)."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(index=True)
     claimed_until: Mapped[dt.datetime | None] = mapped_column()
