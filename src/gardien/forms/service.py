@@ -1,0 +1,201 @@
+"""Receiving a submission: abuse checks, validation, the encrypted row and its outbox messages
+in one transaction; and the short Art. 13 notice shown next to a form.
+
+Abuse resistance needs no third party: a honeypot field, a minimum fill time (a signed
+``shown_at`` stamp handed out with the form), the public-write budgets of the security layer,
+and duplicate detection by a keyed hash of the content. A rejected submission gets a 4xx (so
+the connection log and the abuse view count it) and is never stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gardien.errors import N_, Conflict, GardienError, NotFound
+from gardien.forms import validation
+from gardien.forms.mail import enqueue
+from gardien.forms.models import FormSubmission
+from gardien.forms.provider import email_index, phone_index
+from gardien.i18n import translator
+from gardien.policy.models import PolicyVersion
+from gardien.register.durations import parse_period
+from gardien.register.schema import ARTICLE_6, FieldType, FormSpec, LegalBasis, Register
+
+DUPLICATE_WINDOW = dt.timedelta(hours=24)
+TOKEN_LIFETIME = dt.timedelta(days=1)
+
+
+class Invalid(GardienError):
+    """Per-field problems: 422 with the list (JSON) or the form shown again (HTML)."""
+
+    code = "invalid_submission"
+    status = 422
+
+    def __init__(self, errors: list[validation.FieldError]) -> None:
+        super().__init__(N_("Some fields need your attention."))
+        self.errors = errors
+
+
+class Rejected(GardienError):
+    """Taken for abuse (honeypot filled, sent too fast, no valid form stamp): not stored."""
+
+    code = "rejected"
+    status = 400
+
+
+def find_form(register: Register, form_id: str) -> FormSpec:
+    for form in register.forms:
+        if form.id == form_id:
+            return form
+    raise NotFound(N_("no form %(form)s"), form=form_id[:64])
+
+
+def stamp(secret: bytes, form_id: str, now: dt.datetime) -> str:
+    """The ``shown_at`` value handed out with a form: when, signed."""
+    seconds = str(int(now.timestamp()))
+    return f"{seconds}.{_sign(secret, form_id, seconds)}"
+
+
+def _sign(secret: bytes, form_id: str, seconds: str) -> str:
+    return hmac.new(secret, f"form:{form_id}:{seconds}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _check_stamp(secret: bytes, form: FormSpec, value: object, now: dt.datetime) -> None:
+    if not isinstance(value, str) or "." not in value:
+        raise Rejected(N_("the form must be loaded before it is sent: reload the page"))
+    seconds, _, signature = value.partition(".")
+    if not seconds.isdigit() or not hmac.compare_digest(signature, _sign(secret, form.id, seconds)):
+        raise Rejected(N_("the form must be loaded before it is sent: reload the page"))
+    shown = dt.datetime.fromtimestamp(int(seconds), dt.UTC)
+    if now - shown < dt.timedelta(seconds=form.min_fill_seconds):
+        raise Rejected(N_("the form was sent too fast: please check it and send it again"))
+    if now - shown > TOKEN_LIFETIME:
+        raise Rejected(N_("the form has expired: reload the page"))
+
+
+def consent_text_hash(form: FormSpec, language: str) -> str | None:
+    if not form.consent_text:
+        return None
+    text = form.consent_text.get(language) or next(iter(form.consent_text.values()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _duplicate_key(secret: bytes, form: FormSpec, values: Mapping[str, str]) -> str:
+    canonical = json.dumps({"form": form.id, **values}, sort_keys=True, ensure_ascii=False)
+    return hmac.new(secret, canonical.lower().encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Received:
+    submission: FormSubmission
+    delete_after: dt.datetime
+
+
+def submit(
+    session: Session,
+    *,
+    register: Register,
+    form: FormSpec,
+    raw: Mapping[str, object],
+    language: str,
+    secret: bytes,
+    now: dt.datetime,
+    base_url: str,
+) -> Received:
+    """Check and store one submission with its outbox messages; flushes, the caller commits.
+
+    Raises ``Rejected`` (abuse), ``Invalid`` (per-field problems), ``Conflict`` (the same
+    submission was already received) — nothing is stored in any of these cases."""
+    if str(raw.get(validation.HONEYPOT) or "").strip():
+        raise Rejected(N_("this submission was refused"))
+    _check_stamp(secret, form, raw.get(validation.SHOWN_AT), now)
+    checked = validation.check(form, raw)
+    if checked.errors:
+        raise Invalid(checked.errors)
+    activity = next(a for a in register.activities if a.id == form.activity)
+    key = _duplicate_key(secret, form, checked.values)
+    already = session.scalar(
+        select(FormSubmission.id).where(
+            FormSubmission.duplicate_key == key,
+            FormSubmission.received_at >= now - DUPLICATE_WINDOW,
+        )
+    )
+    if already is not None:
+        raise Conflict(N_("this message was already received"))
+    email_field = next((f.name for f in form.fields if f.type is FieldType.email), None)
+    phone_field = next((f.name for f in form.fields if f.type is FieldType.phone), None)
+    email = checked.values.get(email_field or "")
+    phone = checked.values.get(phone_field or "")
+    delete_after = parse_period(activity.retention.period).after(now)
+    submission = FormSubmission(
+        public_id=uuid.uuid4().hex,
+        form_id=form.id,
+        activity=activity.id,
+        received_at=now,
+        delete_after=delete_after,
+        language=language,
+        fields=json.dumps(checked.values, ensure_ascii=False),
+        email_index=email_index(email) if email else None,
+        phone_index=phone_index(phone) if phone else None,
+        legal_basis=activity.legal_basis.basis.value,
+        consent_text_hash=consent_text_hash(form, language),
+        policy_version=session.scalar(
+            select(PolicyVersion.number).order_by(PolicyVersion.number.desc())
+        ),
+        duplicate_key=key,
+        status="new",
+        restricted=False,
+    )
+    session.add(submission)
+    session.flush()
+    enqueue(
+        session,
+        submission=submission,
+        form=form,
+        register=register,
+        values=checked.values,
+        language=language,
+        now=now,
+        base_url=base_url,
+    )
+    return Received(submission, delete_after)
+
+
+def notice(register: Register, form: FormSpec, language: str) -> dict[str, Any]:
+    """The short Art. 13 notice shown next to the form, from the form's activity."""
+    t = translator(language)
+    default = register.languages.default
+    activity = next(a for a in register.activities if a.id == form.activity)
+
+    def tr(text: Mapping[str, str]) -> str:
+        return text.get(language) or text[default]
+
+    basis = activity.legal_basis.basis
+    basis_text = {
+        LegalBasis.consent: N_(
+            "your consent (GDPR Art. 6(1)(a)), which you can withdraw at any time"
+        ),
+        LegalBasis.contract: N_(
+            "steps taken at your request before a contract (GDPR Art. 6(1)(b))"
+        ),
+        LegalBasis.legitimate_interests: N_("our legitimate interests (GDPR Art. 6(1)(f))"),
+        LegalBasis.legal_obligation: N_("a legal obligation (GDPR Art. 6(1)(c))"),
+    }.get(basis)
+    return {
+        "controller": register.operator.legal_name,
+        "purposes": [tr(p) for p in activity.purposes],
+        "basis": t.gettext(basis_text) if basis_text else f"GDPR Art. {ARTICLE_6[basis]}",
+        "recipients": [tr(r.name) for r in activity.recipients],
+        "retention": tr(activity.retention.description),
+        "policy_url": f"/privacy?lang={language}",
+    }
