@@ -19,6 +19,7 @@ from gardien.consent.admin import router as consent_admin_router
 from gardien.consent.routes import router as consent_router
 from gardien.consent.service import prepare as prepare_consent
 from gardien.deps import State
+from gardien.forms.admin import router as forms_admin_router
 from gardien.forms.routes import router as forms_router
 from gardien.policy import service as policy_service
 from gardien.policy.routes import router as policy_router
@@ -146,6 +147,7 @@ def create_app(
     app.include_router(consent_router)
     app.include_router(consent_admin_router)
     app.include_router(forms_router)
+    app.include_router(forms_admin_router)
     app.include_router(admin_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Added innermost first: the access log sees every response, headers cover error pages.

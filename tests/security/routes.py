@@ -53,6 +53,12 @@ ACCESS: dict[tuple[str, str], Permission | str] = {
     ("GET", "/admin/consent/revisions/{number}"): P.view_reports,
     ("GET", "/admin/consent/export"): P.export_data,
     ("GET", "/admin/api/consent/stats"): P.view_reports,
+    ("GET", "/admin/inbox"): P.handle_forms,
+    ("GET", "/admin/inbox/{public_id}"): P.handle_forms,
+    ("POST", "/admin/inbox/{public_id}/answered"): P.handle_forms,
+    ("POST", "/admin/inbox/{public_id}/note"): P.handle_forms,
+    ("POST", "/admin/inbox/{public_id}/delete"): P.handle_forms,
+    ("GET", "/admin/inbox-export"): P.export_data,
 }
 
 FORM_VALUES = {
@@ -63,6 +69,7 @@ FORM_VALUES = {
     "current": PASSWORD,
     "new": "another long passphrase 42",
     "code": "123456",
+    "note": "called back",
 }
 """Plausible values for the admin forms' fields, so a refusal is never a validation error."""
 

@@ -9,6 +9,7 @@ what each route needs and must list every admin route, so the matrix cannot sile
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from gardien.deps import State
+from gardien.forms.models import FormSubmission
 from gardien.security import service
 from gardien.security.auth import COOKIE
 from gardien.security.models import AuditEntry
@@ -128,6 +130,23 @@ def bystander(client: TestClient, state: State, clock: FrozenClock) -> None:
     rows that a refused request would otherwise have changed."""
     owner = signed_in(new_client(client), state, clock, "owner@example.org", "admin")
     create_token(owner, "owner's report", "auditor")
+    with state.sessions.begin() as session:  # submission "1", for ``/admin/inbox/{public_id}``
+        now = clock.now()
+        session.add(
+            FormSubmission(
+                public_id="1",
+                form_id="contact",
+                activity="contact_forms",
+                received_at=now,
+                delete_after=now + dt.timedelta(days=90),
+                language="en",
+                fields='{"first_name": "Bystander"}',
+                legal_basis="consent",
+                duplicate_key="bystander",
+                status="new",
+                restricted=False,
+            )
+        )
 
 
 @pytest.mark.parametrize("role", [r.value for r in Role])
@@ -176,6 +195,7 @@ def test_each_role_reaches_exactly_what_the_matrix_grants(
 
 
 @pytest.mark.parametrize("role", [r.value for r in Role])
+@pytest.mark.usefixtures("bystander")
 def test_an_api_token_reaches_exactly_what_its_role_grants(
     client: TestClient, state: State, clock: FrozenClock, role: str
 ) -> None:

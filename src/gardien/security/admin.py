@@ -39,6 +39,7 @@ LOGIN_CSRF = "gardien_login_csrf"
 NAV = [
     ("/admin", N_("Dashboard"), Permission.view_dashboard),
     ("/admin/audit", N_("Audit trail"), Permission.view_audit_log),
+    ("/admin/inbox", N_("Inbox"), Permission.handle_forms),
     ("/admin/consent", N_("Consent"), Permission.view_reports),
     ("/admin/abuse", N_("Abuse"), Permission.view_abuse),
     ("/admin/users", N_("Users"), Permission.manage_users),
