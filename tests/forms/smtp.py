@@ -108,6 +108,12 @@ def use_smtp(state: State, url: str | None) -> None:
     state.settings = state.settings.model_copy(update={"smtp_url": url})
 
 
+def only_notification(state: State) -> None:
+    """The seed form without the acknowledgement: one message per submission."""
+    form = state.register.forms[0].model_copy(update={"acknowledgement": False})
+    state.register = state.register.model_copy(update={"forms": [form]})
+
+
 def submit(
     state: State,
     values: dict[str, str] | None = None,

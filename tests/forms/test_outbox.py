@@ -20,7 +20,15 @@ from gardien.register.schema import EmailContent
 from gardien.storage.clock import FrozenClock
 from gardien.storage.database import make_engine, session_factory, unit_of_work
 from gardien.storage.subjects import SubjectIdentity
-from tests.forms.smtp import PERSONAL, VISITOR, Mailbox, smtp_server, submit, use_smtp
+from tests.forms.smtp import (
+    PERSONAL,
+    VISITOR,
+    Mailbox,
+    only_notification,
+    smtp_server,
+    submit,
+    use_smtp,
+)
 from tests.support import free_port
 
 OPERATOR_MAILBOX = "privacy@cegedim-rx.ro"
@@ -34,12 +42,6 @@ def outbox(state: State) -> list[OutboxMessage]:
 def disclosures(state: State) -> list[DisclosureEntry]:
     with state.sessions() as session:
         return list(session.scalars(select(DisclosureEntry).order_by(DisclosureEntry.id)))
-
-
-def only_notification(state: State) -> None:
-    """The seed form without the acknowledgement: one message per submission."""
-    form = state.register.forms[0].model_copy(update={"acknowledgement": False})
-    state.register = state.register.model_copy(update={"forms": [form]})
 
 
 @pytest.mark.parametrize(
