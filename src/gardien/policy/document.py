@@ -20,6 +20,7 @@ from gardien.register.schema import (
     Activity,
     Address,
     Channel,
+    EmailContent,
     LegalBasis,
     Recipient,
     RecipientRole,
@@ -479,7 +480,8 @@ class _Builder:
             self.labelled(
                 self.tr(a.name),
                 f"{self.tr(a.retention.description)} "
-                f"({duration_words(a.retention.period, self.t)})",
+                f"({duration_words(a.retention.period, self.t)})"
+                + self._mailbox_copies(a.id),
             )
             for a in self.register.activities
         ]
@@ -495,6 +497,24 @@ class _Builder:
                 )
             ],
             items=items,
+        )
+
+    def _mailbox_copies(self, activity_id: str) -> str:
+        """A form that e-mails the whole submission leaves copies in a mailbox: say how long
+        they are kept there (the register must state it for such a form)."""
+        periods = [
+            form.mailbox_retention
+            for form in self.register.forms
+            if form.activity == activity_id
+            and form.email_content is EmailContent.full
+            and form.mailbox_retention
+        ]
+        if not periods:
+            return ""
+        return " " + self._(
+            "The e-mails the form sends us, which contain your request, are kept in our "
+            "mailbox for %(period)s.",
+            period=duration_words(periods[0], self.t),
         )
 
     def rights(self) -> Section:
