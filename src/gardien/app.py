@@ -20,6 +20,7 @@ from gardien.consent.routes import router as consent_router
 from gardien.consent.service import prepare as prepare_consent
 from gardien.deps import State
 from gardien.forms.admin import router as forms_admin_router
+from gardien.forms.jobs import outbox_schedule
 from gardien.forms.routes import router as forms_router
 from gardien.policy import service as policy_service
 from gardien.policy.routes import router as policy_router
@@ -123,13 +124,17 @@ def create_app(
         await asyncio.to_thread(prepare_consent, state)
         tune_garbage_collector()
         task = asyncio.create_task(_retention_schedule(state)) if scheduler else None
+        # The outbox sender (forms/jobs.py): queued e-mails leave within seconds. Several
+        # instances may run it at once; SKIP LOCKED keeps each message to one of them.
+        sender = asyncio.create_task(outbox_schedule(state)) if scheduler else None
         try:
             yield
         finally:
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for running in (task, sender):
+                if running:
+                    running.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await running
             await asyncio.to_thread(state.writer.stop)
 
     app = FastAPI(
