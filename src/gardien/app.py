@@ -28,7 +28,7 @@ from gardien.retention.service import run_retention
 from gardien.runtime import build_state
 from gardien.security import audit
 from gardien.security.admin import router as admin_router
-from gardien.security.connection_log import ConnectionLog
+from gardien.security.connection_log import ConnectionLog, declares_fingerprint
 from gardien.security.public_limits import PublicWriteLimits
 from gardien.security.ratelimit import purge_expired as purge_expired_buckets
 from gardien.security.service import purge_expired_sessions
@@ -162,7 +162,12 @@ def create_app(
         PublicWriteLimits, sessions=state.sessions, secret=lambda: state.secret, clock=state.clock
     )
     # Every request that reaches the site is logged, refusals (413, 429) included.
-    app.add_middleware(ConnectionLog, writer=state.writer, clock=state.clock)
+    app.add_middleware(
+        ConnectionLog,
+        writer=state.writer,
+        clock=state.clock,
+        fingerprints=declares_fingerprint(state.register),
+    )
     app.add_middleware(
         SecurityHeaders, csp=content_security_policy([]), always_https=settings.https
     )

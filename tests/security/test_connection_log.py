@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from gardien.security.connection_log import (
     ConnectionLogProvider,
     ConnectionLogStore,
     connection_log,
+    declares_fingerprint,
     top_sources,
 )
 from gardien.security.crypto import blind_index
@@ -352,3 +354,38 @@ def test_top_sources_ranks_addresses_by_errors(log_table: State, clock: FrozenCl
         assert sources[0].ip_index == blind_index(VISITOR, "connection_log.ip_index", "ip")
         assert len(top_sources(session, since=now - dt.timedelta(hours=1), limit=1)) == 1
         assert top_sources(session, since=now + dt.timedelta(seconds=1)) == []
+
+
+def test_a_fingerprint_only_when_the_register_declares_it(
+    log_table: State, writer: GroupCommit
+) -> None:
+    async def hello(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    assert declares_fingerprint(log_table.register) is False  # the seed does not
+    declared = log_table.register.model_copy(deep=True)
+    activity = next(a for a in declared.activities if a.id == "connection_log")
+    object.__setattr__(
+        activity.data_categories[0],
+        "fields",
+        [*activity.data_categories[0].fields, "client_fingerprint"],
+    )
+    assert declares_fingerprint(declared) is True
+    plain = TestClient(
+        ConnectionLog(hello, writer=writer, clock=log_table.clock), client=(VISITOR, 1)
+    )
+    printing = TestClient(
+        ConnectionLog(hello, writer=writer, clock=log_table.clock, fingerprints=True),
+        client=(VISITOR, 1),
+    )
+    firefox = {"User-Agent": "Mozilla/5.0 Firefox/140.0", "Accept-Language": "fr"}
+    chrome = {"User-Agent": "Mozilla/5.0 Chrome/141.0", "Accept-Language": "fr"}
+    plain.get("/a", headers=firefox)
+    printing.get("/b", headers=firefox)
+    printing.get("/c?x=1", headers=firefox)
+    printing.get("/d", headers=chrome)
+    prints = [entry.fingerprint for entry in entries(log_table)]
+    assert prints[0] is None
+    assert prints[1] == prints[2] and prints[1] != prints[3]
+    assert all(re.fullmatch(r"[0-9a-f]{16}", p or "") for p in prints[1:])

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gardien.register.schema import RetentionAction, RetentionTrigger
+from gardien.register.schema import Register, RetentionAction, RetentionTrigger
 from gardien.security.crypto import BlindIndex, Encrypted, blind_index, blind_lookups, ring
 from gardien.storage.base import PERSONAL_DATA, Base
 from gardien.storage.clock import Clock, SystemClock
@@ -53,6 +53,39 @@ IP_CONTEXT = "connection_log.ip"
 IP_INDEX_CONTEXT = "connection_log.ip_index"
 TEXT_LIMIT = 300
 DEFAULT_SKIP = ("/static/", "/healthz")
+FINGERPRINT_FIELD = "client_fingerprint"
+FINGERPRINT_CONTEXT = "connection_log.fingerprint"
+FINGERPRINT_HEADERS = (
+    b"user-agent",
+    b"accept",
+    b"accept-language",
+    b"accept-encoding",
+    b"sec-ch-ua",
+    b"sec-ch-ua-mobile",
+    b"sec-ch-ua-platform",
+)
+"""What the browser sends on its own with every request; nothing a script collects."""
+
+
+def declares_fingerprint(register: Register) -> bool:
+    """Whether the register's connection-log activity lists ``client_fingerprint``."""
+    return any(
+        FINGERPRINT_FIELD in category.fields
+        for activity in register.activities
+        if activity.id == ACTIVITY
+        for category in activity.data_categories
+    )
+
+
+def fingerprint(scope: Scope) -> str:
+    """A coarse, keyed hash of the received headers (16 hex characters): requests from one
+    browser set-up look alike, and nobody can recompute it without the index key."""
+    wanted = dict.fromkeys(FINGERPRINT_HEADERS, b"")
+    for key, value in scope.get("headers", ()):
+        if key in wanted and not wanted[key]:
+            wanted[key] = bytes(value)[:TEXT_LIMIT]
+    material = b"\x1f".join(wanted.values()).decode("latin-1")
+    return ring().index(material, FINGERPRINT_CONTEXT).partition(":")[2][:16]
 
 
 class ConnectionLogEntry(Base):
@@ -72,6 +105,10 @@ class ConnectionLogEntry(Base):
     path: Mapped[str] = mapped_column(String(TEXT_LIMIT))
     status: Mapped[int] = mapped_column(SmallInteger)
     latency_ms: Mapped[float] = mapped_column(Float)
+    fingerprint: Mapped[str | None] = mapped_column(String(16), index=True)
+    """A coarse client fingerprint, only when the register declares ``client_fingerprint``
+    among the activity's fields: a keyed hash of received headers, never of anything a script
+    collected."""
 
 
 connection_log: Table = cast(Table, ConnectionLogEntry.__table__)
@@ -173,11 +210,13 @@ class ConnectionLog:
         writer: GroupCommit,
         clock: Clock | None = None,
         skip: Sequence[str] = DEFAULT_SKIP,
+        fingerprints: bool = False,
     ) -> None:
         self.app = app
         self.writer = writer
         self.clock = clock or SystemClock()
         self.skip = tuple(skip)
+        self.fingerprints = fingerprints
         self._addresses = _Addresses()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -235,6 +274,7 @@ class ConnectionLog:
             "path": str(scope["path"])[:TEXT_LIMIT],
             "status": status,
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            "fingerprint": fingerprint(scope) if self.fingerprints else None,
         }
 
 
