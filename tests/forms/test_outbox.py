@@ -329,3 +329,23 @@ def test_smtp_urls_are_read_strictly() -> None:
     for bad in ("http://mail.example.org", "smtp://", "smtp://host:99999"):
         with pytest.raises(jobs.SmtpUrlError):
             jobs.parse_smtp_url(bad)
+
+
+def test_a_slow_server_gives_the_rest_of_the_batch_back_before_the_claim_runs_out(
+    state: State, clock: FrozenClock
+) -> None:
+    only_notification(state)
+    queued = [submit(state)[1][0].message_id for _ in range(3)]
+    mailbox = Mailbox(delay=0.2)  # each message takes longer than the whole budget
+    with smtp_server(mailbox) as port:
+        use_smtp(state, f"smtp://127.0.0.1:{port}")
+        budget = dt.timedelta(seconds=0.1)
+        report = send_due(state, now=clock.now(), budget=budget)
+        assert report == SendReport(claimed=3, sent=1, released=2)
+        rows = outbox(state)
+        assert [(r.status, r.attempts, r.claimed_until) for r in rows[1:]] == [
+            ("pending", 0, None)
+        ] * 2
+        assert send_due(state, now=clock.now(), budget=budget).sent == 1  # due at once
+        assert send_due(state, now=clock.now(), budget=budget).sent == 1
+    assert sorted(mailbox.message_ids()) == sorted(queued)

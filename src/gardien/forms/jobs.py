@@ -23,12 +23,13 @@ import os
 import re
 import smtplib
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from gardien.deps import State
@@ -53,6 +54,8 @@ class SendReport:
     sent: int = 0
     retrying: int = 0
     dead: int = 0
+    released: int = 0
+    """Claimed but given back untried: the run used up its time budget."""
 
 
 @dataclass(frozen=True)
@@ -372,20 +375,44 @@ def backoff(attempts: int) -> dt.timedelta:
     return min(wait, LONGEST_WAIT)
 
 
+def _release(state: State, items: list[ClaimedMessage]) -> None:
+    """Give claimed rows back untried (no attempt counted), for the next run."""
+    with unit_of_work(state.sessions) as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_([i.id for i in items]), OutboxMessage.status == "sending")
+            .values(status="pending", claimed_until=None)
+        )
+
+
 def send_due(
-    state: State, *, now: dt.datetime, limit: int = BATCH, tls: ssl.SSLContext | None = None
+    state: State,
+    *,
+    now: dt.datetime,
+    limit: int = BATCH,
+    tls: ssl.SSLContext | None = None,
+    budget: dt.timedelta = CLAIM_TTL / 2,
 ) -> SendReport:
     """Claim the due messages, deliver them, record each outcome. ``tls`` overrides the
-    system's trust store (tests with their own certificate authority)."""
+    system's trust store (tests with their own certificate authority).
+
+    A slow server must not make a claim outlive ``CLAIM_TTL`` (another sender would take the
+    rows over and send them again): past ``budget`` of real time, the rest of the batch is
+    given back untried."""
     report = SendReport()
+    transport = transport_for(state, tls)  # a bad SMTP_URL fails here, before any claim
     claimed = claim(state, now, limit)
     report.claimed = len(claimed)
     if not claimed:
         return report
     sender = state.register.operator.contact_email
-    transport = transport_for(state, tls)
+    started = time.monotonic()
     try:
-        for item in claimed:
+        for position, item in enumerate(claimed):
+            if time.monotonic() - started > budget.total_seconds():
+                _release(state, claimed[position:])
+                report.released = len(claimed) - position
+                break
             try:
                 eml_path = transport.deliver(sender, item)
             except Exception as exc:  # noqa: BLE001 - every failure is retried, none lost
@@ -405,7 +432,12 @@ def send_due(
         transport.close()
     log.info(
         "outbox run",
-        extra={"sent": report.sent, "retrying": report.retrying, "dead": report.dead},
+        extra={
+            "sent": report.sent,
+            "retrying": report.retrying,
+            "dead": report.dead,
+            "released": report.released,
+        },
     )
     return report
 
