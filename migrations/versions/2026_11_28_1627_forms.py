@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "d2e54e09a17e"
 down_revision = "3130ef49a4aa"
 branch_labels = None

@@ -480,8 +480,7 @@ class _Builder:
             self.labelled(
                 self.tr(a.name),
                 f"{self.tr(a.retention.description)} "
-                f"({duration_words(a.retention.period, self.t)})"
-                + self._mailbox_copies(a.id),
+                f"({duration_words(a.retention.period, self.t)})" + self._mailbox_copies(a.id),
             )
             for a in self.register.activities
         ]
