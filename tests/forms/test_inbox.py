@@ -93,3 +93,31 @@ def test_the_dpo_exports_and_an_auditor_sees_nothing(
     assert "form_submission.exported" in actions(state)
     auditor = signed_in(client, state, clock, "auditor@example.org", "auditor")
     assert auditor.client.get("/admin/inbox").status_code == 403
+
+
+def test_a_given_up_e_mail_is_retried_from_the_inbox(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    public_id = submit(client, clock)
+    with state.sessions.begin() as session:
+        message = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).first()
+        assert message is not None
+        message.status, message.attempts, message.last_error = "dead", 8, "SMTPDataError 554"
+        outbox_id = message.id
+    agent = signed_in(client, state, clock, "agent@example.org", "agent")
+    view = agent.client.get(f"/admin/inbox/{public_id}").text
+    assert "SMTPDataError 554" in view and f"/outbox/{outbox_id}/retry" in view
+    retried = agent.client.post(
+        f"/admin/inbox/{public_id}/outbox/{outbox_id}/retry",
+        data={"csrf": agent.csrf},
+        follow_redirects=False,
+    )
+    assert retried.status_code == 303
+    with state.sessions() as session:
+        row = session.get(OutboxMessage, outbox_id)
+        assert row is not None and row.status == "pending" and row.attempts == 0
+    again = agent.client.post(
+        f"/admin/inbox/{public_id}/outbox/{outbox_id}/retry", data={"csrf": agent.csrf}
+    )
+    assert again.status_code == 400  # no longer dead
+    assert "outbox.retried" in actions(state)

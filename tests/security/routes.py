@@ -58,6 +58,7 @@ ACCESS: dict[tuple[str, str], Permission | str] = {
     ("POST", "/admin/inbox/{public_id}/answered"): P.handle_forms,
     ("POST", "/admin/inbox/{public_id}/note"): P.handle_forms,
     ("POST", "/admin/inbox/{public_id}/delete"): P.handle_forms,
+    ("POST", "/admin/inbox/{public_id}/outbox/{outbox_id}/retry"): P.handle_forms,
     ("GET", "/admin/inbox-export"): P.export_data,
 }
 

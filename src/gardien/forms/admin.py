@@ -16,6 +16,7 @@ from sqlalchemy import Select, select
 
 from gardien.deps import AppState, DbSession, ReadSession
 from gardien.errors import N_, BadRequest, NotFound
+from gardien.forms.jobs import retry_dead
 from gardien.forms.models import FormSubmission, OutboxMessage
 from gardien.forms.provider import remove_submissions
 from gardien.security import audit, service
@@ -189,6 +190,37 @@ def add_note(
         now,
         target_type="form_submission",
         target_id=submission.public_id,
+    )
+    return RedirectResponse(f"/admin/inbox/{submission.public_id}", status_code=303)
+
+
+@router.post(
+    "/inbox/{public_id}/outbox/{outbox_id}/retry",
+    summary="Send a given-up e-mail again (same Message-ID)",
+)
+def retry_message(
+    state: AppState,
+    db: DbSession,
+    context: Handler,
+    public_id: str,
+    outbox_id: int,
+    csrf: Csrf,
+) -> Response:
+    check_csrf(context, csrf)
+    submission = _get(db, public_id)
+    message = db.get(OutboxMessage, outbox_id)
+    if message is None or message.submission_id != submission.id:
+        raise NotFound(N_("no such e-mail for this submission"))
+    now = state.clock.now()
+    if not retry_dead(db, outbox_id, now):
+        raise BadRequest(N_("only an e-mail that was given up on can be retried"))
+    audit.record(
+        db,
+        context.actor,
+        "outbox.retried",
+        now,
+        target_type="outbox_message",
+        target_id=str(outbox_id),
     )
     return RedirectResponse(f"/admin/inbox/{submission.public_id}", status_code=303)
 
