@@ -12,6 +12,7 @@ import pycountry
 from babel import Locale
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from gardien.deps import AppState, DbSession, State
 from gardien.errors import N_, BadRequest, GardienError
@@ -163,7 +164,11 @@ async def contact_submit(state: AppState, db: DbSession, request: Request) -> Re
     raw: dict[str, object] = dict(pairs)
     language = _language(state, request, str(raw.get("lang") or "") or None)
     try:
-        service.submit(
+        # In a worker thread, never on the event loop: on SQLite the submission waits for the
+        # write lock, which another request can only release (its commit) once the loop moves
+        # on; run here, it froze the whole server until the busy timeout.
+        await run_in_threadpool(
+            service.submit,
             db,
             register=state.register,
             form=form,
@@ -226,7 +231,8 @@ async def form_submit(
         state, request, raw.get("lang") if isinstance(raw.get("lang"), str) else None
     )
     try:
-        received = service.submit(
+        received = await run_in_threadpool(  # in a worker thread: see contact_submit
+            service.submit,
             db,
             register=state.register,
             form=form,
