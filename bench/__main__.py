@@ -10,7 +10,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench import connlog, consent_size, crypto, startup, throughput
+from bench import connlog, consent_size, crypto, forms, startup, throughput
 from bench.common import Verdict, heading, print_table
 
 BENCHMARKS: dict[str, Callable[[], list[Verdict]]] = {
@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, Callable[[], list[Verdict]]] = {
     "connlog": connlog.run,
     "crypto": crypto.run,
     "consent_size": consent_size.run,
+    "forms": forms.run,
 }
 
 

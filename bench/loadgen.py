@@ -8,13 +8,20 @@ speaks just enough HTTP/1.1 for Gardien and uvicorn (``content-length`` bodies).
 Usage: ``python -m bench.loadgen --port P --connections 8 /healthz '/privacy?lang=en'``; prints
 one JSON object per path on stdout. Paths are measured in turn, then again in reverse order, so
 slow drift on a shared machine falls on every path alike.
+
+``POST:/path:/file.json`` posts that file's JSON. Where the file holds ``{{sequence}}``, each
+request carries a different value there (a token of this run, then a counter; always the same
+width, so the body's length does not change): a server that refuses repeated content (the
+forms' duplicate detection) sees every request as new.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +29,9 @@ from dataclasses import asdict, dataclass, field
 import psutil
 
 HOST = "127.0.0.1"
+SEQUENCE = b"{{sequence}}"
+_RUN = secrets.token_hex(4)
+_COUNTER = itertools.count()
 
 
 class ProtocolError(Exception):
@@ -102,29 +112,46 @@ class Connection:
         return status, length
 
 
-def request_bytes(path: str, port: int) -> bytes:
-    """A GET of ``path``, or for ``POST:/path:/file.json`` a POST of that file's JSON."""
-    if path.startswith("POST:"):
+def sequence_value() -> bytes:
+    """The next value for ``{{sequence}}``: unique in this run and across runs."""
+    return f"{_RUN}-{next(_COUNTER):012d}".encode("ascii")
+
+
+class RequestBytes:
+    """What one path sends: a GET of ``path``, or for ``POST:/path:/file.json`` a POST of
+    that file's JSON; the same bytes each time, unless the body holds ``{{sequence}}``."""
+
+    def __init__(self, path: str, port: int) -> None:
+        common = f"Host: {HOST}:{port}\r\nUser-Agent: gardien-bench\r\nAccept: */*\r\n"
+        if not path.startswith("POST:"):
+            self.template = f"GET {path} HTTP/1.1\r\n{common}\r\n".encode("ascii")
+            self.varies = False
+            return
         _, target, body_file = path.split(":", 2)
         with open(body_file, "rb") as handle:
             body = handle.read()
+        marks = body.count(SEQUENCE)
+        length = len(body) + marks * (len(sequence_value()) - len(SEQUENCE))
         head = (
-            f"POST {target} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-            "User-Agent: gardien-bench\r\nAccept: */*\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"POST {target} HTTP/1.1\r\n{common}"
+            f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
         )
-        return head.encode("ascii") + body
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-        "User-Agent: gardien-bench\r\nAccept: */*\r\n\r\n"
-    ).encode("ascii")
+        self.template = head.encode("ascii") + body
+        self.varies = marks > 0
+
+    def next(self) -> bytes:
+        if not self.varies:
+            return self.template
+        return self.template.replace(SEQUENCE, sequence_value())
 
 
-async def _drive(connection: Connection, request: bytes, deadline: float, tally: Tally) -> None:
+async def _drive(
+    connection: Connection, request: RequestBytes, deadline: float, tally: Tally
+) -> None:
     while time.perf_counter() < deadline:
         sent = time.perf_counter()
         try:
-            status, length = await connection.get(request)
+            status, length = await connection.get(request.next())
         except (OSError, asyncio.IncompleteReadError, ProtocolError, ValueError):
             tally.errors += 1
             await connection.close()
@@ -145,7 +172,7 @@ def _cpu_seconds(process: psutil.Process | None) -> float:
 
 async def _phase(
     connections: list[Connection],
-    request: bytes,
+    request: RequestBytes,
     seconds: float,
     tally: Tally,
     server: psutil.Process | None,
@@ -182,14 +209,14 @@ async def measure(
     pool = [Connection(port) for _ in range(connections)]
     await asyncio.gather(*(c.open() for c in pool))
     try:
+        requests = {path: RequestBytes(path, port) for path in paths}
         for path in paths:
-            await _phase(pool, request_bytes(path, port), warmup / len(paths), Tally(), None)
+            await _phase(pool, requests[path], warmup / len(paths), Tally(), None)
         tallies = {path: Tally() for path in paths}
         for round_number in range(rounds):
             order = list(paths) if round_number % 2 == 0 else list(reversed(paths))
             for path in order:
-                request = request_bytes(path, port)
-                await _phase(pool, request, seconds / rounds, tallies[path], server)
+                await _phase(pool, requests[path], seconds / rounds, tallies[path], server)
     finally:
         await asyncio.gather(*(c.close() for c in pool))
 
