@@ -10,7 +10,15 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench import connlog, consent_size, crypto, forms, startup, throughput
+from bench import (
+    connlog,
+    consent_records,
+    consent_size,
+    crypto,
+    forms,
+    startup,
+    throughput,
+)
 from bench.common import Verdict, heading, print_table
 
 BENCHMARKS: dict[str, Callable[[], list[Verdict]]] = {
@@ -19,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[], list[Verdict]]] = {
     "connlog": connlog.run,
     "crypto": crypto.run,
     "consent_size": consent_size.run,
+    "consent_records": consent_records.run,
     "forms": forms.run,
 }
 
