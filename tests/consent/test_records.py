@@ -119,6 +119,7 @@ def test_a_decision_is_recorded_with_every_field_and_chained(
         ({"extra": "field"}, 400, "extra"),
         ({"choices": {"audience_measurement": "yes"}}, 400, "choices"),
         ({"page": "/" + "x" * 5000}, 400, "4096"),
+        ({"client_time": "call me on 06 12 34 56 78"}, 400, "client_time"),
     ],
 )
 def test_bad_records_are_refused_with_a_reason_and_store_nothing(

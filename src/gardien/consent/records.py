@@ -83,7 +83,8 @@ class RecordIn(BaseModel):
     choices: dict[str, StrictBool] = Field(max_length=50)
     language: str = Field(pattern=r"^[a-z]{2,3}$")
     page: str = Field(default="/", max_length=2000)
-    client_time: str | None = Field(default=None, max_length=40)
+    client_time: str | None = Field(default=None, max_length=40, pattern=r"^[0-9T:.+Z-]{1,40}$")
+    """The browser's clock as ISO 8601; only digits and date punctuation are accepted."""
     gpc: StrictBool = False
     dnt: StrictBool = False
 
