@@ -314,6 +314,17 @@ class FormSpec(Strict):
     """A form sent faster than this after it was shown is taken for a robot's."""
 
 
+class Site(Strict):
+    """A website whose audience Gardien measures (``idsite`` in Matomo's tracking API)."""
+
+    id: int = Field(ge=1, le=2_147_483_647)
+    name: str = Field(min_length=1, max_length=200)
+    hostnames: list[str] = Field(min_length=1)
+    """Hosts whose pages may send hits; a hit whose ``url`` names another host is refused."""
+    activity: Identifier
+    """The processing activity the hits belong to (its retention purges them)."""
+
+
 class RightsSection(Strict):
     channels: list[Channel] = Field(min_length=1)
     email: str
@@ -343,4 +354,5 @@ class Register(Strict):
     consent_categories: list[ConsentCategory] = Field(default_factory=list)
     consent: ConsentSettings | None = None
     forms: list[FormSpec] = Field(default_factory=list)
+    sites: list[Site] = Field(default_factory=list)
     rights: RightsSection

@@ -8,6 +8,8 @@ an operator that promises no advertising cannot declare advertising anything.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -373,6 +375,41 @@ def _form_problems(register: Register, located: Located) -> Iterator[Problem]:
                 yield located.problem((*path, "notify", k), "not an e-mail address")
 
 
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def valid_hostname(host: str) -> bool:
+    """A DNS name (lower case, dots between labels) or an IP address, without port or scheme."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    if not host or len(host) > 253 or host != host.lower():
+        return False
+    return all(_HOST_LABEL.match(label) for label in host.split("."))
+
+
+def _site_problems(register: Register, located: Located) -> Iterator[Problem]:
+    yield from _duplicates((str(s.id) for s in register.sites), ("sites",), located)
+    activities = {a.id for a in register.activities}
+    for i, site in enumerate(register.sites):
+        path: PathKey = ("sites", i)
+        if site.activity not in activities:
+            yield located.problem((*path, "activity"), f"no activity {site.activity!r}")
+        seen: set[str] = set()
+        for j, host in enumerate(site.hostnames):
+            if not valid_hostname(host):
+                yield located.problem(
+                    (*path, "hostnames", j),
+                    "not a host name (lower-case name or IP address, no scheme or port)",
+                )
+            elif host in seen:
+                yield located.problem((*path, "hostnames", j), f"duplicate host {host!r}")
+            seen.add(host)
+
+
 def rule_problems(register: Register, located: Located) -> Iterator[Problem]:
     """Every rule violation in ``register``; the caller reports them all at once."""
     yield from _language_problems(register, located)
@@ -381,3 +418,4 @@ def rule_problems(register: Register, located: Located) -> Iterator[Problem]:
     yield from _consent_problems(register, located)
     yield from _rights_problems(register, located)
     yield from _form_problems(register, located)
+    yield from _site_problems(register, located)
