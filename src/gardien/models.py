@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gardien.analytics.models import AnalyticsHit, AnalyticsSalt
 from gardien.consent.models import ConsentRecord, ConsentRevision
 from gardien.forms.models import DisclosureEntry, FormSubmission, OutboxMessage
 from gardien.policy.models import PolicyVersion
@@ -23,6 +24,8 @@ from gardien.storage.models import JobLock
 metadata = Base.metadata
 
 __all__ = [
+    "AnalyticsHit",
+    "AnalyticsSalt",
     "AdminSession",
     "AdminUser",
     "ApiToken",

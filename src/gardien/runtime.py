@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from gardien.analytics.store import AnalyticsHitStore, AnalyticsProvider
 from gardien.config import Settings
 from gardien.consent.store import ConsentProvider, ConsentRecordStore
 from gardien.deps import State
@@ -36,12 +37,19 @@ def domain_stores() -> list[RetentionStore]:
         AdminAccountStore(),
         ConsentRecordStore(),
         FormSubmissionStore(),
+        AnalyticsHitStore(),
     ]
 
 
 def domain_providers() -> list[SubjectProvider]:
     """Every domain's data-subject provider; later capabilities append theirs here."""
-    return [ConnectionLogProvider(), AdminAccountProvider(), ConsentProvider(), FormsProvider()]
+    return [
+        ConnectionLogProvider(),
+        AdminAccountProvider(),
+        ConsentProvider(),
+        FormsProvider(),
+        AnalyticsProvider(),
+    ]
 
 
 def build_state(

@@ -53,7 +53,8 @@ def test_register_check_reports_every_problem_and_exits_2(register_path: Path) -
 def test_register_check_strict_fails_on_unbuilt_stores(register_path: Path) -> None:
     result = runner.invoke(app, ["register", "check", "--strict", str(register_path)])
     assert result.exit_code == 2
-    assert "activities[2].storage: store 'analytics_hit' is not implemented yet" in result.stderr
+    assert "activities[4].storage: store 'rights_request' is not implemented yet" in result.stderr
+    assert "store 'analytics_hit'" not in result.stderr
 
 
 def test_register_check_missing_file() -> None:
@@ -142,12 +143,14 @@ def test_publish_versions_and_retention_share_the_database(settings: Settings) -
     assert all(r["last_run"] for r in rows)
     states = {r["activity"]: r["state"] for r in rows}
     # built stores: the audit chain (holding the publication's entry), the connection log,
-    # admin accounts and consent records (empty here); the others come with later capabilities
+    # admin accounts, consent records, forms and analytics hits (empty here); the others come
+    # with later capabilities
     assert states.pop("audit_trail") == "within limit"
     assert states.pop("connection_log") == "empty"
     assert states.pop("admin_accounts") == "empty"
     assert states.pop("consent_records") == "empty"
     assert states.pop("contact_forms") == "empty"
+    assert states.pop("audience_measurement") == "empty"
     assert set(states.values()) == {"not implemented"}
 
 

@@ -1,0 +1,1 @@
+"""Audience measurement: Matomo-compatible hits, cookieless by default, kept six months."""

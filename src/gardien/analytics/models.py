@@ -1,0 +1,84 @@
+"""The raw audience-measurement tables: one row per tracked action, and the daily salts.
+
+A hit holds no raw IP: only the anonymised network (e.g. ``192.168.0.0``) and a visitor id
+derived from a salt that exists for one day. The user id and consent id a consenting visitor's
+tracker sends are personal: they are encrypted, and found again through blind indexes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, cast
+
+from sqlalchemy import JSON, Date, Float, Integer, LargeBinary, SmallInteger, String, Table
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gardien.security.crypto import BlindIndex, Encrypted
+from gardien.storage.base import PERSONAL_DATA, Base
+
+USER_ID_CONTEXT = "analytics_hit.user_id"
+USER_ID_INDEX_CONTEXT = "analytics_hit.user_id_index"
+CONSENT_ID_CONTEXT = "analytics_hit.consent_id"
+CONSENT_ID_INDEX_CONTEXT = "analytics_hit.consent_id_index"
+
+URL_LIMIT = 2000
+TEXT_LIMIT = 300
+"""Longest stored user agent, action name, event field or search keyword."""
+
+
+class AnalyticsHit(Base):
+    """One action a visitor's tracker reported: a page view, an event, a site search, an
+    outlink or a download."""
+
+    __tablename__ = "analytics_hit"
+    __table_args__ = {"info": {PERSONAL_DATA: True}}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[dt.datetime] = mapped_column(index=True)
+    visitor_id: Mapped[str] = mapped_column(String(16), index=True)
+    """16 hex characters: a keyed hash of (IP, user agent, site) under the day's salt, or the
+    tracker's own id when the visitor consented."""
+    network: Mapped[str | None] = mapped_column(String(45))
+    """The anonymised address (IPv4 /16, IPv6 /48 by default): never the raw IP."""
+    user_agent: Mapped[str | None] = mapped_column(String(TEXT_LIMIT))
+    action: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str | None] = mapped_column(String(URL_LIMIT))
+    action_name: Mapped[str | None] = mapped_column(String(TEXT_LIMIT))
+    referrer: Mapped[str | None] = mapped_column(String(URL_LIMIT))
+    resolution: Mapped[str | None] = mapped_column(String(20))
+    language: Mapped[str | None] = mapped_column(String(64))
+    event_category: Mapped[str | None] = mapped_column(String(TEXT_LIMIT))
+    event_action: Mapped[str | None] = mapped_column(String(TEXT_LIMIT))
+    event_name: Mapped[str | None] = mapped_column(String(TEXT_LIMIT))
+    event_value: Mapped[float | None] = mapped_column(Float)
+    search_keyword: Mapped[str | None] = mapped_column(String(TEXT_LIMIT))
+    search_category: Mapped[str | None] = mapped_column(String(TEXT_LIMIT))
+    search_count: Mapped[int | None] = mapped_column(Integer)
+    new_visit: Mapped[int] = mapped_column(SmallInteger, default=0)
+    consented: Mapped[int] = mapped_column(SmallInteger, default=0)
+    """1 when the audience-measurement category was granted: only then are the fields below
+    and the tracker's own visitor id kept."""
+    dimensions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    user_id: Mapped[str | None] = mapped_column(Encrypted(USER_ID_CONTEXT))
+    user_id_index: Mapped[str | None] = mapped_column(
+        BlindIndex(USER_ID_INDEX_CONTEXT, source="user_id"), index=True
+    )
+    consent_id: Mapped[str | None] = mapped_column(Encrypted(CONSENT_ID_CONTEXT))
+    consent_id_index: Mapped[str | None] = mapped_column(
+        BlindIndex(CONSENT_ID_INDEX_CONTEXT, source="consent_id"), index=True
+    )
+
+
+class AnalyticsSalt(Base):
+    """The secret of one day's cookieless visitor ids, deleted once that day is over, so
+    nobody (Gardien included) can link a visitor's days. Never exported or backed up."""
+
+    __tablename__ = "analytics_salt"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    salt: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+analytics_hit: Table = cast(Table, AnalyticsHit.__table__)
+analytics_salt: Table = cast(Table, AnalyticsSalt.__table__)

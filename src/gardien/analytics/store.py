@@ -1,0 +1,170 @@
+"""Retention and data-subject requests for the raw audience-measurement hits.
+
+Raw hits are deleted once the register's period is over (six months in the seed), in chunks;
+the same pass forgets the daily salts of past days. A person is found by the visitor id the
+tracker or the cookieless hash gave them, by the user id a consenting site sent (given as the
+identity's ``visitor_id`` too), or by their consent id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from gardien.analytics.models import (
+    CONSENT_ID_INDEX_CONTEXT,
+    USER_ID_INDEX_CONTEXT,
+    AnalyticsHit,
+)
+from gardien.analytics.privacy import forget_old_salts
+from gardien.register.schema import RetentionAction, RetentionTrigger
+from gardien.security.crypto import blind_lookups
+from gardien.storage.subjects import ErasureOutcome, FoundRecords, JsonScalar, SubjectIdentity
+
+ACTIVITY = "audience_measurement"
+STORE = "analytics_hit"
+EXPORTED = (
+    "received_at",
+    "site_id",
+    "visitor_id",
+    "network",
+    "user_agent",
+    "action",
+    "url",
+    "action_name",
+    "referrer",
+    "resolution",
+    "language",
+    "event_category",
+    "event_action",
+    "event_name",
+    "event_value",
+    "search_keyword",
+    "search_category",
+    "search_count",
+    "user_id",
+    "consent_id",
+)
+
+
+class AnalyticsHitStore:
+    """Raw hits past the register's period are deleted; old daily salts go with them."""
+
+    store_id = STORE
+    triggers = frozenset({RetentionTrigger.collected})
+    actions = frozenset({RetentionAction.delete})
+
+    def oldest(self, session: Session, trigger: RetentionTrigger) -> dt.datetime | None:
+        return session.scalar(select(func.min(AnalyticsHit.received_at)))
+
+    def count_due(self, session: Session, trigger: RetentionTrigger, cutoff: dt.datetime) -> int:
+        return int(
+            session.scalar(select(func.count()).where(AnalyticsHit.received_at < cutoff)) or 0
+        )
+
+    def purge_chunk(
+        self,
+        session: Session,
+        trigger: RetentionTrigger,
+        action: RetentionAction,
+        cutoff: dt.datetime,
+        limit: int,
+    ) -> int:
+        if action is not RetentionAction.delete:
+            raise ValueError(f"analytics hits cannot {action}")
+        ids = list(
+            session.scalars(
+                select(AnalyticsHit.id)
+                .where(AnalyticsHit.received_at < cutoff)
+                .order_by(AnalyticsHit.id)
+                .limit(limit)
+            )
+        )
+        if ids:
+            session.execute(delete(AnalyticsHit).where(AnalyticsHit.id.in_(ids)))
+        else:
+            # The last, empty chunk: the salts of days before yesterday are no longer needed.
+            forget_old_salts(session, dt.datetime.now(dt.UTC).date())
+        return len(ids)
+
+
+class AnalyticsProvider:
+    """Finds, exports and erases a visitor's hits by visitor id, user id or consent id."""
+
+    name = ACTIVITY
+    tables = frozenset({STORE})
+
+    @staticmethod
+    def _mine(subject: SubjectIdentity) -> ColumnElement[bool] | None:
+        conditions: list[ColumnElement[bool]] = []
+        if subject.visitor_id:
+            value = subject.visitor_id.strip()
+            conditions.append(AnalyticsHit.visitor_id == value.lower())
+            conditions.append(
+                AnalyticsHit.user_id_index.in_(blind_lookups(value, USER_ID_INDEX_CONTEXT))
+            )
+        if subject.consent_id:
+            lookups = blind_lookups(subject.consent_id.strip().lower(), CONSENT_ID_INDEX_CONTEXT)
+            conditions.append(AnalyticsHit.consent_id_index.in_(lookups))
+        if not conditions:
+            return None
+        condition: ColumnElement[bool] = or_(*conditions)
+        if subject.period is not None:
+            start, end = subject.period
+            condition = condition & (AnalyticsHit.received_at >= start)
+            condition = condition & (AnalyticsHit.received_at < end)
+        return condition
+
+    def find(self, session: Session, subject: SubjectIdentity) -> FoundRecords:
+        mine = self._mine(subject)
+        if mine is None:
+            return FoundRecords(
+                self.name,
+                {ACTIVITY: 0},
+                note=(
+                    "Audience measurement keeps no name, e-mail or IP address: hits can be "
+                    "tied to a person only through a visitor id, a user id or a consent id "
+                    "(Art. 11(2))."
+                ),
+            )
+        count = session.scalar(select(func.count()).select_from(AnalyticsHit).where(mine))
+        return FoundRecords(self.name, {ACTIVITY: int(count or 0)})
+
+    def export(
+        self, session: Session, subject: SubjectIdentity
+    ) -> dict[str, list[dict[str, JsonScalar]]]:
+        mine = self._mine(subject)
+        if mine is None:
+            return {ACTIVITY: []}
+        rows: list[dict[str, JsonScalar]] = []
+        for hit in session.scalars(select(AnalyticsHit).where(mine).order_by(AnalyticsHit.id)):
+            row: dict[str, JsonScalar] = {}
+            for name in EXPORTED:
+                value = getattr(hit, name)
+                row[name] = value.isoformat() if isinstance(value, dt.datetime) else value
+            rows.append(row)
+        return {ACTIVITY: rows}
+
+    def erase(self, session: Session, subject: SubjectIdentity) -> ErasureOutcome:
+        mine = self._mine(subject)
+        if mine is None:
+            return ErasureOutcome(self.name, erased=0)
+        result = session.execute(delete(AnalyticsHit).where(mine))
+        return ErasureOutcome(self.name, erased=int(getattr(result, "rowcount", 0) or 0))
+
+    def rectify(
+        self, session: Session, subject: SubjectIdentity, corrections: Mapping[str, str]
+    ) -> int:
+        """Nothing to rectify: a hit records what a browser reported, when."""
+        return 0
+
+    def restrict(self, session: Session, subject: SubjectIdentity, restricted: bool) -> int:
+        """Not built yet: stopping further hits for a restricted visitor comes with opt-out."""
+        return 0
+
+    def object(self, session: Session, subject: SubjectIdentity, activity_id: str) -> int:
+        """Not built yet: objection is exercised with the opt-out, which comes next."""
+        return 0
