@@ -14,6 +14,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from gardien import __version__
+from gardien.analytics.routes import TRACKING_PATHS
+from gardien.analytics.routes import router as analytics_router
 from gardien.config import Settings
 from gardien.consent.admin import router as consent_admin_router
 from gardien.consent.routes import router as consent_router
@@ -29,7 +31,7 @@ from gardien.runtime import build_state
 from gardien.security import audit
 from gardien.security.admin import router as admin_router
 from gardien.security.connection_log import ConnectionLog, declares_fingerprint
-from gardien.security.public_limits import PublicWriteLimits
+from gardien.security.public_limits import DEFAULT_EXEMPT, PublicWriteLimits
 from gardien.security.ratelimit import purge_expired as purge_expired_buckets
 from gardien.security.service import purge_expired_sessions
 from gardien.storage.database import unit_of_work
@@ -154,12 +156,18 @@ def create_app(
     app.include_router(forms_router)
     app.include_router(forms_admin_router)
     app.include_router(admin_router)
+    app.include_router(analytics_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Added innermost first: the access log sees every response, headers cover error pages.
     app.add_middleware(errors.CatchAll)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
-        PublicWriteLimits, sessions=state.sessions, secret=lambda: state.secret, clock=state.clock
+        PublicWriteLimits,
+        sessions=state.sessions,
+        secret=lambda: state.secret,
+        clock=state.clock,
+        # Tracking hits are counted by the tracker, not spent from the public write budgets.
+        exempt=(*DEFAULT_EXEMPT, *TRACKING_PATHS),
     )
     # Every request that reaches the site is logged, refusals (413, 429) included.
     app.add_middleware(
