@@ -237,3 +237,16 @@ def test_parse_params_is_strict() -> None:
     for bad in (b"a=%ff", b"\xff=1", b"a=" + b"x" * 9000, b"a=%00"):
         with pytest.raises(ValueError, match="parameter"):
             parse_params(bad)
+
+
+def test_gpc_hits_are_answered_alike_and_not_stored(visitor: TestClient, state: State) -> None:
+    gpc = {"sec-gpc": "1"}
+    single = visitor.get("/matomo.php", params=params(), headers=gpc)
+    assert single.status_code == 200 and single.content == GIF
+    bulk = visitor.post(
+        "/matomo.php", content=json.dumps({"requests": ["?" + urlencode(params())]}), headers=gpc
+    )
+    assert bulk.json() == {"status": "success", "tracked": 1, "invalid": 0}
+    assert hits(state) == []
+    assert visitor.get("/matomo.php", params=params()).status_code == 200
+    assert len(hits(state)) == 1

@@ -87,11 +87,16 @@ class DailySalts:
             weakref.WeakKeyDictionary()
         )
 
-    def get(self, engine: Engine, day: dt.date) -> bytes:
+    def cached(self, engine: Engine, day: dt.date) -> bytes | None:
+        """The day's salt if this process has read it already (no database access)."""
         with self._lock:
             cached = self._cache.get(engine)
-        if cached is not None and cached[0] == day:
-            return cached[1]
+        return cached[1] if cached is not None and cached[0] == day else None
+
+    def get(self, engine: Engine, day: dt.date) -> bytes:
+        cached = self.cached(engine, day)
+        if cached is not None:
+            return cached
         with Session(engine) as session, session.begin():
             salt = salt_of_day(session, day)
         with self._lock:

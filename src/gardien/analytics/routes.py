@@ -103,6 +103,9 @@ class _Tracker:
         self.state = state
         self.received_at = state.clock.now()
         self.consented, self.consent_id = _consent(request)
+        # Global Privacy Control objects to the measurement a visitor did not agree to: such
+        # hits are answered like any other and not stored (the answer reveals nothing).
+        self.objected = request.headers.get("sec-gpc", "").strip() == "1" and not self.consented
         self.ip = client_ip(request.scope) or ""
         self.network = anonymise_ip(self.ip) if self.ip else None
         self.header_agent = request.headers.get("user-agent", "")[:300]
@@ -114,7 +117,10 @@ class _Tracker:
         )
 
     async def row(self, hit: TrackedHit) -> dict[str, Any]:
-        salt = await run_in_threadpool(daily_salts.get, self.state.engine, self.received_at.date())
+        day = self.received_at.date()
+        salt = daily_salts.cached(self.state.engine, day)
+        if salt is None:
+            salt = await run_in_threadpool(daily_salts.get, self.state.engine, day)
         agent = hit.user_agent or self.header_agent
         visitor = visitor_id(salt, self.ip, agent, hit.site_id)
         row = _row(hit, self.received_at, visitor, self.network, self.consent_id)
@@ -153,12 +159,12 @@ async def _bulk(tracker: _Tracker, body: bytes) -> Response:
             hits.append(tracker.read(params))
         except InvalidRequest:
             invalid += 1
-    rows = [await tracker.row(hit) for hit in hits]
+    rows = [] if tracker.objected else [await tracker.row(hit) for hit in hits]
     await asyncio.gather(*(tracker.state.writer.write(analytics_hit, row) for row in rows))
     if str(document.get("send_image", "1")).lower() in ("0", "false"):
         return Response(status_code=204, headers=NO_STORE)
     return JSONResponse(
-        {"status": "success", "tracked": len(rows), "invalid": invalid}, headers=NO_STORE
+        {"status": "success", "tracked": len(hits), "invalid": invalid}, headers=NO_STORE
     )
 
 
@@ -187,5 +193,6 @@ async def track(request: Request) -> Response:
         hit = tracker.read(params)
     except InvalidRequest as exc:
         return _invalid(str(exc))
-    await state.writer.write(analytics_hit, await tracker.row(hit))
+    if not tracker.objected:
+        await state.writer.write(analytics_hit, await tracker.row(hit))
     return _answer(hit.send_image)
