@@ -124,3 +124,11 @@ def test_provider_finds_exports_and_erases_by_visitor_user_and_consent_id(
         assert provider.erase(session, SubjectIdentity(consent_id=consent)).erased == 1
     with state.sessions() as session:
         assert session.scalar(select(func.count()).select_from(AnalyticsHit)) == 1
+
+
+def test_retention_forgets_the_salts_of_past_days(state: State, clock: FrozenClock) -> None:
+    with state.sessions() as session, session.begin():
+        session.add(AnalyticsSalt(day=dt.date(2020, 1, 1), salt=b"x" * 32))
+    run_retention(state.sessions, state.register, state.stores, clock)
+    with state.sessions() as session:
+        assert list(session.scalars(select(AnalyticsSalt.day))) == []
