@@ -21,6 +21,7 @@ from gardien.analytics.models import (
 )
 from gardien.analytics.privacy import forget_old_salts
 from gardien.register.schema import RetentionAction, RetentionTrigger
+from gardien.retention.stores import due_keys
 from gardien.security.crypto import blind_lookups
 from gardien.storage.subjects import ErasureOutcome, FoundRecords, JsonScalar, SubjectIdentity
 
@@ -75,14 +76,7 @@ class AnalyticsHitStore:
     ) -> int:
         if action is not RetentionAction.delete:
             raise ValueError(f"analytics hits cannot {action}")
-        ids = list(
-            session.scalars(
-                select(AnalyticsHit.id)
-                .where(AnalyticsHit.received_at < cutoff)
-                .order_by(AnalyticsHit.id)
-                .limit(limit)
-            )
-        )
+        ids = due_keys(session, AnalyticsHit.id, AnalyticsHit.received_at, cutoff, limit)
         if ids:
             session.execute(delete(AnalyticsHit).where(AnalyticsHit.id.in_(ids)))
         else:

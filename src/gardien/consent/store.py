@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from gardien.consent.models import CONSENT_INDEX_CONTEXT, ConsentRecord
 from gardien.register.schema import RetentionAction, RetentionTrigger
+from gardien.retention.stores import due_keys
 from gardien.security.crypto import blind_lookups
 from gardien.storage.subjects import ErasureOutcome, FoundRecords, JsonScalar, SubjectIdentity
 
@@ -73,13 +74,13 @@ class ConsentRecordStore:
     ) -> int:
         if action is not RetentionAction.delete:
             raise ValueError(f"consent records cannot {action}")
-        seqs = list(
-            session.scalars(
-                select(ConsentRecord.seq)
-                .where(ConsentRecord.occurred_at < cutoff, ConsentRecord.purged.is_(False))
-                .order_by(ConsentRecord.seq)
-                .limit(limit)
-            )
+        seqs = due_keys(
+            session,
+            ConsentRecord.seq,
+            ConsentRecord.occurred_at,
+            cutoff,
+            limit,
+            ConsentRecord.purged.is_(False),
         )
         if seqs:
             session.execute(

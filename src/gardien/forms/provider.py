@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from gardien.forms.models import DisclosureEntry, FormSubmission, OutboxMessage
 from gardien.register.schema import RetentionAction, RetentionTrigger
+from gardien.retention.stores import due_keys
 from gardien.security.crypto import blind_index, blind_lookups
 from gardien.storage.subjects import ErasureOutcome, FoundRecords, JsonScalar, SubjectIdentity
 
@@ -86,14 +87,7 @@ class FormSubmissionStore:
     ) -> int:
         if action is not RetentionAction.delete:
             raise ValueError(f"form submissions cannot {action}")
-        ids = list(
-            session.scalars(
-                select(FormSubmission.id)
-                .where(FormSubmission.received_at < cutoff)
-                .order_by(FormSubmission.id)
-                .limit(limit)
-            )
-        )
+        ids = due_keys(session, FormSubmission.id, FormSubmission.received_at, cutoff, limit)
         return remove_submissions(session, ids)
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from gardien.register.schema import RetentionAction, RetentionTrigger
 
@@ -55,3 +56,18 @@ class StoreRegistry:
 
     def ids(self) -> frozenset[str]:
         return frozenset(self._stores)
+
+
+def due_keys(
+    session: Session,
+    key: InstrumentedAttribute[Any],
+    at: InstrumentedAttribute[Any],
+    cutoff: dt.datetime,
+    limit: int,
+    *conditions: ColumnElement[bool],
+) -> list[Any]:
+    """The keys of at most ``limit`` rows whose ``at`` is before ``cutoff`` (and that meet
+    ``conditions``), lowest key first: one purge chunk, the same way for every store."""
+    return list(
+        session.scalars(select(key).where(at < cutoff, *conditions).order_by(key).limit(limit))
+    )

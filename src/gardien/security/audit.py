@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from gardien.register.schema import RetentionAction, RetentionTrigger
+from gardien.retention.stores import due_keys
 from gardien.security.models import AuditEntry
 from gardien.storage.chain import GENESIS, Break, ChainRow, link, verify
 
@@ -143,13 +144,8 @@ class AuditStore:
         cutoff: dt.datetime,
         limit: int,
     ) -> int:
-        seqs = list(
-            session.scalars(
-                select(AuditEntry.seq)
-                .where(AuditEntry.at < cutoff, AuditEntry.purged.is_(False))
-                .order_by(AuditEntry.seq)
-                .limit(limit)
-            )
+        seqs = due_keys(
+            session, AuditEntry.seq, AuditEntry.at, cutoff, limit, AuditEntry.purged.is_(False)
         )
         if seqs:
             session.execute(

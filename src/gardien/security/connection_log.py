@@ -39,6 +39,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gardien.register.schema import Register, RetentionAction, RetentionTrigger
+from gardien.retention.stores import due_keys
 from gardien.security.crypto import BlindIndex, Encrypted, blind_index, blind_lookups, ring
 from gardien.storage.base import PERSONAL_DATA, Base
 from gardien.storage.clock import Clock, SystemClock
@@ -320,14 +321,7 @@ class ConnectionLogStore:
     ) -> int:
         if action is not RetentionAction.delete:
             raise ValueError(f"the connection log cannot {action}")
-        ids = list(
-            session.scalars(
-                select(ConnectionLogEntry.id)
-                .where(ConnectionLogEntry.at < cutoff)
-                .order_by(ConnectionLogEntry.id)
-                .limit(limit)
-            )
-        )
+        ids = due_keys(session, ConnectionLogEntry.id, ConnectionLogEntry.at, cutoff, limit)
         if ids:
             session.execute(delete(ConnectionLogEntry).where(ConnectionLogEntry.id.in_(ids)))
         return len(ids)
