@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from gardien import __version__
+from gardien.analytics.optout import router as optout_router
 from gardien.analytics.routes import TRACKING_PATHS
 from gardien.analytics.routes import router as analytics_router
 from gardien.config import Settings
@@ -157,6 +158,7 @@ def create_app(
     app.include_router(forms_admin_router)
     app.include_router(admin_router)
     app.include_router(analytics_router)
+    app.include_router(optout_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Added innermost first: the access log sees every response, headers cover error pages.
     app.add_middleware(errors.CatchAll)

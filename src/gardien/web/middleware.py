@@ -50,6 +50,15 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
+                # A page meant to be embedded by the register's sites (the analytics opt-out)
+                # names them in request.state.frame_ancestors: they join 'self' in the CSP, and
+                # X-Frame-Options, which cannot name other hosts, is left out.
+                ancestors = scope.get("state", {}).get("frame_ancestors")
+                if ancestors is not None and b"content-security-policy" not in present:
+                    headers.append(
+                        (b"content-security-policy", content_security_policy(ancestors).encode())
+                    )
+                    present |= {b"content-security-policy", b"x-frame-options"}
                 headers += [h for h in self.headers if h[0] not in present]
                 if admin:  # never indexed, never cached by a shared cache
                     headers.append((b"x-robots-tag", b"noindex, nofollow"))
