@@ -20,6 +20,8 @@ USER_ID_CONTEXT = "analytics_hit.user_id"
 USER_ID_INDEX_CONTEXT = "analytics_hit.user_id_index"
 CONSENT_ID_CONTEXT = "analytics_hit.consent_id"
 CONSENT_ID_INDEX_CONTEXT = "analytics_hit.consent_id_index"
+BLOCK_KEY_CONTEXT = "analytics_block.key"
+BLOCK_KEY_INDEX_CONTEXT = "analytics_block.key_index"
 
 URL_LIMIT = 2000
 TEXT_LIMIT = 300
@@ -43,6 +45,10 @@ class AnalyticsHit(Base):
     """The anonymised address (IPv4 /16, IPv6 /48 by default): never the raw IP."""
     user_agent: Mapped[str | None] = mapped_column(String(TEXT_LIMIT))
     action: Mapped[str] = mapped_column(String(16))
+    """``pageview``, ``event``, ``search``, ``outlink``, ``download``, ``ping`` (a heartbeat
+    that only extends the visit) or ``other`` (a custom action, ``ca=1``)."""
+    page_view_id: Mapped[str | None] = mapped_column(String(6))
+    """``pv_id``: ties events and pings to the page view they happened on."""
     url: Mapped[str | None] = mapped_column(String(URL_LIMIT))
     action_name: Mapped[str | None] = mapped_column(String(TEXT_LIMIT))
     referrer: Mapped[str | None] = mapped_column(String(URL_LIMIT))
@@ -70,6 +76,24 @@ class AnalyticsHit(Base):
     )
 
 
+class AnalyticsBlock(Base):
+    """A person whose further hits must not be stored: a restriction (Art. 18) or an upheld
+    objection (Art. 21) recorded by the rights workflow. ``key`` is the identifier it applies
+    to, prefixed by its kind: ``visitor:``, ``user:`` or ``consent:``."""
+
+    __tablename__ = "analytics_block"
+    __table_args__ = {"info": {PERSONAL_DATA: True}}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(Encrypted(BLOCK_KEY_CONTEXT))
+    key_index: Mapped[str] = mapped_column(
+        BlindIndex(BLOCK_KEY_INDEX_CONTEXT, source="key"), index=True
+    )
+    reason: Mapped[str] = mapped_column(String(16))
+    """``restriction`` or ``objection``."""
+    created_at: Mapped[dt.datetime] = mapped_column()
+
+
 class AnalyticsSalt(Base):
     """The secret of one day's cookieless visitor ids, deleted once that day is over, so
     nobody (Gardien included) can link a visitor's days. Never exported or backed up."""
@@ -81,4 +105,5 @@ class AnalyticsSalt(Base):
 
 
 analytics_hit: Table = cast(Table, AnalyticsHit.__table__)
+analytics_block: Table = cast(Table, AnalyticsBlock.__table__)
 analytics_salt: Table = cast(Table, AnalyticsSalt.__table__)

@@ -24,13 +24,15 @@ from gardien.analytics.models import AnalyticsSalt
 
 SALT_BYTES = 32
 IPV4_MASKED_BYTES = 2
-IPV6_KEPT_BITS = 48
+IPV6_KEPT_BITS = {1: 64, 2: 48, 3: 24, 4: 0}
+"""Matomo's IPv6 masks for each IPv4 level: 1 byte masks 64 bits, 2 bytes 80, 3 bytes 104."""
 
 
 def anonymise_ip(ip: str, ipv4_masked_bytes: int = IPV4_MASKED_BYTES) -> str | None:
     """The network the address belongs to, with its host part zeroed: IPv4 loses its last
-    ``ipv4_masked_bytes`` bytes (1-4), IPv6 keeps its first 48 bits. IPv4-mapped IPv6 is read
-    as IPv4. ``None`` when ``ip`` is not an address."""
+    ``ipv4_masked_bytes`` bytes (1-4, 4 keeps nothing), IPv6 keeps 64, 48, 24 or 0 bits at the
+    same levels (Matomo's). IPv4-mapped IPv6 is read as IPv4. ``None`` when ``ip`` is not an
+    address."""
     if not 1 <= ipv4_masked_bytes <= 4:
         raise ValueError("ipv4_masked_bytes must be 1 to 4")
     try:
@@ -42,7 +44,7 @@ def anonymise_ip(ip: str, ipv4_masked_bytes: int = IPV4_MASKED_BYTES) -> str | N
     if isinstance(address, ipaddress.IPv4Address):
         prefix = 32 - 8 * ipv4_masked_bytes
     else:
-        prefix = IPV6_KEPT_BITS
+        prefix = IPV6_KEPT_BITS[ipv4_masked_bytes]
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 

@@ -323,6 +323,12 @@ class Site(Strict):
     """Hosts whose pages may send hits; a hit whose ``url`` names another host is refused."""
     activity: Identifier
     """The processing activity the hits belong to (its retention purges them)."""
+    ip_masked_bytes: int = Field(default=2, ge=1, le=4)
+    """Bytes of an IPv4 address masked before anything is stored, Matomo's levels: 1
+    (``192.168.100.0``, IPv6 keeps /64), 2 (``192.168.0.0``, IPv6 /48, the default), 3
+    (``192.0.0.0``, IPv6 /24), 4 (nothing kept)."""
+    honour_do_not_track: StrictBool = False
+    """Treat a browser's ``DNT: 1`` like an opt-out (Global Privacy Control always is)."""
 
 
 class RightsSection(Strict):

@@ -29,6 +29,8 @@ class Permission(StrEnum):
     manage_settings = "manage_settings"
     manage_own_tokens = "manage_own_tokens"
     view_reports = "view_reports"
+    import_analytics = "import_analytics"
+    """Send tracking requests on someone else's behalf: ``cip``/``cdt`` with ``token_auth``."""
 
 
 P = Permission
@@ -58,6 +60,7 @@ MATRIX: dict[Role, frozenset[Permission]] = {
             P.view_abuse,
             P.view_reports,
             P.manage_own_tokens,
+            P.import_analytics,
         }
     ),
     Role.admin: frozenset(
@@ -69,6 +72,7 @@ MATRIX: dict[Role, frozenset[Permission]] = {
             P.view_abuse,
             P.view_reports,
             P.manage_own_tokens,
+            P.import_analytics,
         }
     ),
 }
