@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from bench import (
+    analytics,
     connlog,
     consent_records,
     consent_size,
@@ -29,6 +30,7 @@ BENCHMARKS: dict[str, Callable[[], list[Verdict]]] = {
     "consent_size": consent_size.run,
     "consent_records": consent_records.run,
     "forms": forms.run,
+    "analytics": analytics.run,
 }
 
 
