@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -16,25 +15,15 @@ from sqlalchemy import func, select
 
 from gardien.analytics.models import AnalyticsHit
 from gardien.analytics.tracking import parse_params
-from gardien.app import create_app
 from gardien.config import Settings
 from gardien.deps import State
 from gardien.storage.clock import FrozenClock
+from tests.analytics.conftest import IP, UA
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAAAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
-IP = "203.0.113.198"
 PAGE = "https://www.cegedim-rx.ro/produse?utm_source=news&email=jeanne%40example.org&q=pharma"
-UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-def visitor(settings: Settings, state: State) -> Iterator[TestClient]:
-    """A client seen from a real address (the default test client has none)."""
-    app = create_app(settings, state=state, scheduler=False)
-    with TestClient(app, client=(IP, 50123), headers={"user-agent": UA}) as client:
-        yield client
 
 
 def params(**extra: Any) -> dict[str, Any]:

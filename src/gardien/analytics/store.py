@@ -14,6 +14,14 @@ from collections.abc import Mapping
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from gardien.analytics.blocks import (
+    OBJECTION,
+    RESTRICTION,
+    add_blocks,
+    block_keys,
+    block_list,
+    remove_blocks,
+)
 from gardien.analytics.models import (
     CONSENT_ID_INDEX_CONTEXT,
     USER_ID_INDEX_CONTEXT,
@@ -89,7 +97,7 @@ class AnalyticsProvider:
     """Finds, exports and erases a visitor's hits by visitor id, user id or consent id."""
 
     name = ACTIVITY
-    tables = frozenset({STORE})
+    tables = frozenset({STORE, "analytics_block"})
 
     @staticmethod
     def _mine(subject: SubjectIdentity) -> ColumnElement[bool] | None:
@@ -156,9 +164,22 @@ class AnalyticsProvider:
         return 0
 
     def restrict(self, session: Session, subject: SubjectIdentity, restricted: bool) -> int:
-        """Not built yet: stopping further hits for a restricted visitor comes with opt-out."""
-        return 0
+        """Stop (or, when lifted, resume) storing the person's further hits: a block on each
+        identifier they gave, which every instance honours within ``blocks.REFRESH`` seconds.
+        Stored hits are kept as they are (storage is what a restriction still allows)."""
+        keys = block_keys(subject)
+        if restricted:
+            count = add_blocks(session, keys, RESTRICTION, dt.datetime.now(dt.UTC))
+        else:
+            count = remove_blocks(session, keys, RESTRICTION)
+        block_list.forget(session.get_bind())
+        return count
 
     def object(self, session: Session, subject: SubjectIdentity, activity_id: str) -> int:
-        """Not built yet: objection is exercised with the opt-out, which comes next."""
-        return 0
+        """An upheld objection to audience measurement stops the person's further hits, like
+        the opt-out cookie but for every browser they are known by."""
+        if activity_id != ACTIVITY:
+            return 0
+        count = add_blocks(session, block_keys(subject), OBJECTION, dt.datetime.now(dt.UTC))
+        block_list.forget(session.get_bind())
+        return count

@@ -10,7 +10,9 @@ parameters (the CNIL exemption's conditions).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import ipaddress
 import json
 import math
 import re
@@ -33,6 +35,10 @@ MAX_DIMENSIONS = 50
 _HEX16 = re.compile(r"^[0-9a-fA-F]{16}$")
 _RESOLUTION = re.compile(r"^[0-9]{1,5}x[0-9]{1,5}$")
 _DIMENSION = re.compile(r"^dimension([0-9]{1,3})$")
+_PAGE_VIEW_ID = re.compile(r"^[0-9A-Za-z]{6}$")
+_DATETIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}$")
+DEPRECATED = frozenset({"_idts", "_viewts", "_idvc", "_ects"})
+"""No longer read since Matomo 4 but still sent by old SDKs: accepted and ignored."""
 
 
 class InvalidRequest(ValueError):
@@ -67,7 +73,7 @@ def bulk_requests(body: bytes) -> tuple[list[dict[str, str] | None], Mapping[str
     body's other keys. Raises ``InvalidRequest`` when the body is not a bulk request."""
     try:
         document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting: not a bulk body
         raise InvalidRequest("malformed bulk request") from None
     if not isinstance(document, dict) or not isinstance(document.get("requests"), list):
         raise InvalidRequest("malformed bulk request")
@@ -114,6 +120,13 @@ class TrackedHit:
     user_id: str | None = None
     dimensions: dict[str, str] = field(default_factory=dict)
     send_image: bool = True
+    page_view_id: str | None = None
+    include_bots: bool = False
+    """``bots=1``: the sender asks for hits of robots to be kept too."""
+    custom_ip: str | None = None
+    """``cip``, from an authenticated sender only."""
+    custom_time: dt.datetime | None = None
+    """``cdt``, from an authenticated sender only (UTC)."""
 
 
 def strip_query(url: str, consented: bool) -> str:
@@ -145,6 +158,19 @@ def _int(params: Mapping[str, str], name: str, low: int, high: int) -> int | Non
     return int(value)
 
 
+def custom_time(value: str) -> dt.datetime:
+    """``cdt``: a Unix timestamp or ``YYYY-MM-DD HH:MM:SS``, in UTC."""
+    value = value.strip()
+    try:
+        if value.isascii() and value.isdigit() and len(value) <= 12:
+            return dt.datetime.fromtimestamp(int(value), dt.UTC)
+        if _DATETIME.match(value):
+            return dt.datetime.fromisoformat(value.replace(" ", "T")).replace(tzinfo=dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    raise InvalidRequest("cdt is not a Unix timestamp or a UTC date and time")
+
+
 def _url(value: str, name: str) -> tuple[str, str]:
     """The URL and its host; refuses anything that is not an http(s) URL of bounded length."""
     if len(value) > MAX_VALUE:
@@ -171,6 +197,13 @@ def read_hit(
         raise InvalidRequest("unknown site")
     if not authenticated and ("cip" in params or "cdt" in params):
         raise InvalidRequest("cip and cdt need token_auth")
+    custom_ip: str | None = None
+    if params.get("cip"):
+        try:
+            custom_ip = str(ipaddress.ip_address(params["cip"].strip()))
+        except ValueError:
+            raise InvalidRequest("cip is not an IP address") from None
+    when = custom_time(params["cdt"]) if params.get("cdt") else None
     page, host = _url(params.get("url", ""), "url")
     if host not in site.hostnames:
         raise InvalidRequest("url is not on one of the site's hostnames")
@@ -194,7 +227,9 @@ def read_hit(
     search_count = _int(params, "search_count", 0, 2_147_483_647)
 
     target = params.get("link") or params.get("download")
-    if "search" in params:
+    if params.get("ping") == "1":
+        action = "ping"
+    elif "search" in params:
         action = "search"
     elif params.get("e_c") and params.get("e_a"):
         action = "event"
@@ -202,6 +237,8 @@ def read_hit(
         action = "download"
     elif params.get("link"):
         action = "outlink"
+    elif params.get("ca") == "1":
+        action = "other"
     else:
         action = "pageview"
     url = page
@@ -217,6 +254,7 @@ def read_hit(
         except InvalidRequest:
             referrer = None  # a referrer that is not a web page is simply not kept
 
+    pv_id = params.get("pv_id", "")
     tracker_visitor_id: str | None = None
     user_id: str | None = None
     dimensions: dict[str, str] = {}
@@ -257,4 +295,8 @@ def read_hit(
         user_id=user_id,
         dimensions=dimensions,
         send_image=params.get("send_image") != "0",
+        page_view_id=pv_id if _PAGE_VIEW_ID.match(pv_id) else None,
+        include_bots=params.get("bots") == "1",
+        custom_ip=custom_ip,
+        custom_time=when,
     )
