@@ -9,6 +9,7 @@ bounded number of examples on each backend; ``make fuzz`` may run longer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given
 from hypothesis import strategies as st
 
-from gardien.analytics.models import TEXT_LIMIT, URL_LIMIT
+from gardien.analytics.models import analytics_hit
 from gardien.analytics.tracking import (
     MAX_BULK_REQUESTS,
     InvalidRequest,
@@ -48,6 +49,8 @@ NAMES = (
 HEX16 = "0123456789abcdef"
 DEEP = 5_000
 """Deeper than Python's recursion limit (1,000), and far under the 1 MB body limit."""
+COLUMN_OF = {"tracker_visitor_id": "visitor_id"}
+"""Fields of ``TrackedHit`` stored under another column name."""
 ECHO_MINIMUM = 5
 """Values this long or longer must never appear in a refusal's message (shorter ones, like
 ``1``, can occur in the message's own words)."""
@@ -119,6 +122,17 @@ bulk_bodies = st.one_of(
     ),
     st.integers(1, DEEP).map(nested),
 )
+
+
+def _too_long_for_their_columns(hit: TrackedHit) -> list[str]:
+    too_long = []
+    for field in dataclasses.fields(hit):
+        value = getattr(hit, field.name)
+        column = analytics_hit.c.get(COLUMN_OF.get(field.name, field.name))
+        length = getattr(column.type, "length", None) if column is not None else None
+        if isinstance(value, str) and length is not None and len(value) > length:
+            too_long.append(f"{field.name} ({len(value)} > {length})")
+    return too_long
 
 
 def _echoed(message: str, submitted: object) -> list[str]:
@@ -193,11 +207,8 @@ def test_read_hit_returns_a_hit_or_refuses(
         return
     assert isinstance(hit, TrackedHit)
     assert hit.site_id in {site.id for site in SITES}
-    assert hit.url is None or len(hit.url) <= URL_LIMIT
-    assert hit.referrer is None or len(hit.referrer) <= URL_LIMIT
-    for text in (hit.action_name, hit.user_agent, hit.event_category, hit.search_keyword):
-        assert text is None or len(text) <= TEXT_LIMIT
-    # The column holds 16 hex characters; PostgreSQL refuses a 17th.
+    # Every text fits its column: PostgreSQL refuses a value longer than its VARCHAR.
+    assert _too_long_for_their_columns(hit) == []
     assert hit.tracker_visitor_id is None or re.fullmatch("[0-9a-f]{16}", hit.tracker_visitor_id)
     if not consented:
         assert (hit.tracker_visitor_id, hit.user_id, hit.dimensions) == (None, None, {})
@@ -248,6 +259,11 @@ def test_an_id_with_a_trailing_newline_is_not_kept_as_is(name: str) -> None:
     except InvalidRequest:
         return
     assert hit.tracker_visitor_id is None or len(hit.tracker_visitor_id) == 16
+
+
+def test_a_page_view_id_with_a_trailing_newline_is_not_kept_as_is() -> None:
+    hit = read_hit({**BASE, "pv_id": "aB3dE6\n"}, SITES, consented=False, authenticated=False)
+    assert _too_long_for_their_columns(hit) == []
 
 
 def test_a_deeply_nested_bulk_body_is_refused() -> None:
@@ -330,6 +346,9 @@ def fuzzed(
 @example(TrackingRequest("GET", f"idsite={'1' * 5000}&rec=1&url={PAGE}", b"", None, False, False))
 @example(
     TrackingRequest("GET", f"idsite=1&rec=1&url={PAGE}&cid={HEX16}%0A", b"", None, True, False)
+)
+@example(
+    TrackingRequest("GET", f"idsite=1&rec=1&url={PAGE}&pv_id=aB3dE6%0A", b"", None, False, False)
 )
 @example(TrackingRequest("POST", "", nested(DEEP), None, False, False))
 def test_the_endpoint_never_answers_5xx(
