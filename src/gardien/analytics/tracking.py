@@ -153,7 +153,10 @@ def _int(params: Mapping[str, str], name: str, low: int, high: int) -> int | Non
     value = params.get(name, "")
     if value == "":
         return None
-    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+    # The length first: int() of a few thousand digits raises (and would be slow anyway).
+    if len(value) > 12 or not value.isascii() or not value.isdigit():
+        raise InvalidRequest(f"{name} is not a number between {low} and {high}")
+    if not low <= int(value) <= high:
         raise InvalidRequest(f"{name} is not a number between {low} and {high}")
     return int(value)
 
@@ -164,7 +167,7 @@ def custom_time(value: str) -> dt.datetime:
     try:
         if value.isascii() and value.isdigit() and len(value) <= 12:
             return dt.datetime.fromtimestamp(int(value), dt.UTC)
-        if _DATETIME.match(value):
+        if _DATETIME.fullmatch(value):
             return dt.datetime.fromisoformat(value.replace(" ", "T")).replace(tzinfo=dt.UTC)
     except (ValueError, OverflowError, OSError):
         pass
@@ -208,13 +211,13 @@ def read_hit(
     if host not in site.hostnames:
         raise InvalidRequest("url is not on one of the site's hostnames")
     cid = params.get("cid", "")
-    if cid and not _HEX16.match(cid):
+    if cid and not _HEX16.fullmatch(cid):
         raise InvalidRequest("cid must be 16 hexadecimal characters")
     for name in ("h", "m", "s"):
         _int(params, name, 0, 23 if name == "h" else 59)
     _int(params, "new_visit", 0, 1)
     resolution = params.get("res", "") or None
-    if resolution is not None and not _RESOLUTION.match(resolution):
+    if resolution is not None and not _RESOLUTION.fullmatch(resolution):
         raise InvalidRequest("res must be WIDTHxHEIGHT")
     event_value: float | None = None
     if params.get("e_v", "") != "":
@@ -267,10 +270,10 @@ def read_hit(
             tracker_visitor_id = hashlib.sha1(user_id.encode(), usedforsecurity=False).hexdigest()[
                 :16
             ]
-        elif _HEX16.match(visitor):
+        elif _HEX16.fullmatch(visitor):
             tracker_visitor_id = visitor.lower()
         for name, value in params.items():
-            match = _DIMENSION.match(name)
+            match = _DIMENSION.fullmatch(name)
             if match and len(dimensions) < MAX_DIMENSIONS:
                 dimensions[name] = value[:255]
 
@@ -295,7 +298,7 @@ def read_hit(
         user_id=user_id,
         dimensions=dimensions,
         send_image=params.get("send_image") != "0",
-        page_view_id=pv_id if _PAGE_VIEW_ID.match(pv_id) else None,
+        page_view_id=pv_id if _PAGE_VIEW_ID.fullmatch(pv_id) else None,
         include_bots=params.get("bots") == "1",
         custom_ip=custom_ip,
         custom_time=when,
