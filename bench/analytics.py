@@ -15,14 +15,17 @@ Two targets (issue 6, reported, not enforced):
   generator varies bodies only), so the stored rows are alike; each one is still a row.
 - **Bulk.** 100,000 hits sent as bulk requests (JSON ``{"requests": ["?idsite=1&rec=1&...",
   ...], "send_image": 0}`` with the form content type, as matomo.js sends its queue), in
-  chunks of 50 (matomo.js) and of 500 (``MAX_BULK_REQUESTS``) over a few connections, reach
+  chunks of 50 (matomo.js) and of 500 (``MAX_BULK_REQUESTS``) over eight connections, reach
   at least a tenth of the rate of a plain ``executemany`` (SQLAlchemy Core
   ``conn.execute(insert(analytics_hit), rows)``, one transaction, the engine Gardien builds)
   of the same final rows, read back from the database, into the same database.
 
 Stored rows are counted afterwards: the single-hit rows must be at least the hits
 acknowledged, and each bulk run must add exactly 100,000 rows, so an answer without storing
-cannot pass. ``python -m bench.analytics --profile`` runs the bulk path in-process under
+cannot pass. The writer's commits per request, sent one at a time, are printed too: the bare
+endpoint waits for one (its connection-log row), a hit for two (its own row, then the
+connection log's, written when the response starts), which at one connection is what a hit
+costs against the bare endpoint. ``python -m bench.analytics --profile`` runs the bulk path in-process under
 cProfile (route, parsing, row building on the event loop; the writer thread's CPU beside it)
 and prints where the time goes; ``run()`` prints that profile on its own when the bulk target
 is missed.
@@ -38,10 +41,12 @@ import argparse
 import asyncio
 import base64
 import cProfile
+import http.client
 import io
 import json
 import os
 import pstats
+import re
 import tempfile
 import time
 import urllib.request
@@ -84,7 +89,8 @@ ROUNDS = 2
 SINGLE_TARGET = 0.5
 BULK_HITS = 100_000
 BULK_CHUNKS = [50, 500]
-BULK_CONNECTIONS = 4
+BULK_CONNECTIONS = 8
+PROBE_REQUESTS = 50
 BULK_TARGET = 0.1
 PROFILE_HITS = 20_000
 PROFILE_LINES = 25
@@ -99,12 +105,11 @@ FORM_TYPE = "application/x-www-form-urlencoded; charset=UTF-8"
 
 def create_bench_app() -> FastAPI:
     """Gardien as ``gardien serve`` builds it, plus ``/bench/bare`` and ``/bench/stats``."""
-    from starlette.middleware import Middleware
-
     from gardien import logs
     from gardien.app import create_app
     from gardien.config import Settings
     from gardien.runtime import build_state, start
+    from gardien.security.connection_log import DEFAULT_SKIP, ConnectionLog
     from gardien.security.public_limits import PublicWriteLimits
     from gardien.storage.migrate import upgrade_fast
 
@@ -127,20 +132,31 @@ def create_bench_app() -> FastAPI:
 
     app.add_api_route(BARE, bare, methods=["GET", "POST"], include_in_schema=False)
     app.add_api_route(STATS, stats, include_in_schema=False)
-    wired = [i for i, m in enumerate(app.user_middleware) if _is_limits(m.cls)]
-    if len(wired) != 1:
-        raise RuntimeError("create_app no longer wires exactly one PublicWriteLimits")
-    limits = app.user_middleware[wired[0]]
-    options: dict[str, Any] = dict(limits.kwargs)
-    options["exempt"] = (*options.get("exempt", ()), BARE)
-    app.user_middleware[wired[0]] = Middleware(PublicWriteLimits, *limits.args, **options)
+    # The bare endpoint is exempt from the public write budgets as the tracking paths are; the
+    # figures endpoint is not logged, so reading the writer's counts adds no commit to them.
+    _extend(app, PublicWriteLimits, "exempt", (), BARE)
+    _extend(app, ConnectionLog, "skip", DEFAULT_SKIP, STATS)
     return app
 
 
-def _is_limits(factory: object) -> bool:
-    from gardien.security.public_limits import PublicWriteLimits
+def _extend(
+    app: FastAPI, factory: object, option: str, default: tuple[str, ...], path: str
+) -> None:
+    """Add ``path`` to the ``option`` list of the one middleware ``factory`` that
+    ``create_app`` wires (its other options kept)."""
+    from starlette.middleware import Middleware
 
-    return factory is PublicWriteLimits
+    wired = [i for i, m in enumerate(app.user_middleware) if _same(m.cls, factory)]
+    if len(wired) != 1:
+        raise RuntimeError(f"create_app no longer wires exactly one {factory!r}")
+    middleware = app.user_middleware[wired[0]]
+    options: dict[str, Any] = dict(middleware.kwargs)
+    options[option] = (*options.get(option, default), path)
+    app.user_middleware[wired[0]] = Middleware(middleware.cls, *middleware.args, **options)
+
+
+def _same(factory: object, other: object) -> bool:
+    return factory is other
 
 
 def bench_command(port: int) -> list[str]:
@@ -341,6 +357,23 @@ async def _send_bulk(port: int, requests: Sequence[bytes]) -> tuple[float, int]:
         await asyncio.gather(*(c.close() for c in pool))
 
 
+def commits_per_request(port: int, method: str, target: str) -> float:
+    """Transactions the writer commits per request, over ``PROBE_REQUESTS`` sent one at a time
+    (no batching with other requests): what one request waits for at one connection."""
+    before = _stats(port)["batches"]
+    connection = http.client.HTTPConnection(HOST, port, timeout=30)
+    try:
+        for _ in range(PROBE_REQUESTS):
+            connection.request(method, target, body=b"" if method == "POST" else None)
+            answer = connection.getresponse()
+            answer.read()
+            if not 200 <= answer.status < 300:
+                raise RuntimeError(f"{method} {target[:40]} answered {answer.status}")
+    finally:
+        connection.close()
+    return (_stats(port)["batches"] - before) / PROBE_REQUESTS
+
+
 def _executemany_seconds(database_url: str, after_id: int) -> float:
     """Time one plain ``executemany`` of the rows stored after ``after_id``, re-inserted."""
     from gardien.analytics.models import analytics_hit
@@ -382,6 +415,11 @@ def _measure_backend(
         bulk_runs: list[tuple[int, float, int, int, float, float]] = []
         with serving(bench_command(port), env, port) as server:
             single, acknowledged = _measure_single(backend, server, empty_body)
+            query = hit_query(1, beacon=True)
+            commits = {
+                path: commits_per_request(port, "POST", f"{path}?{query}")
+                for path in (BARE, TRACKER)
+            }
             stored, _ = _hit_count(url)
             if stored < acknowledged:
                 raise RuntimeError(
@@ -416,7 +454,11 @@ def _measure_backend(
             Bulk(backend, chunk, seconds, added, errors, 100 * cpu, per_commit, executemany)
             for chunk, seconds, added, errors, cpu, per_commit in bulk_runs
         ]
-        summary = f"{backend}: single hits stored {stored} (at least {acknowledged} acknowledged)"
+        summary = (
+            f"{backend}: single hits stored {stored} (at least {acknowledged} acknowledged); "
+            f"commits per request, one at a time: {BARE} {commits[BARE]:.2f}, "
+            f"{TRACKER} {commits[TRACKER]:.2f}"
+        )
     return single, bulk, summary
 
 
@@ -503,9 +545,12 @@ def profile_bulk(chunk: int = BULK_CHUNKS[0], hits: int = PROFILE_HITS) -> str:
 
 
 def _short(filename: str) -> str:
-    for marker in ("/site-packages/", "/src/", "/lib/python3"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
+    """A profiled file's name without its installation prefix."""
+    if filename == "~":
+        return "(built-in functions: str, dict, list, select ...)"
+    for prefix in (r".*/site-packages/", r".*/src/", r".*/lib/python3\.[0-9]+/"):
+        if re.match(prefix, filename):
+            return re.sub(prefix, "", filename, count=1)
     return filename
 
 
