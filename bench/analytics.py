@@ -25,10 +25,11 @@ acknowledged, and each bulk run must add exactly 100,000 rows, so an answer with
 cannot pass. The writer's commits per request, sent one at a time, are printed too: the bare
 endpoint waits for one (its connection-log row), a hit for two (its own row, then the
 connection log's, written when the response starts), which at one connection is what a hit
-costs against the bare endpoint. ``python -m bench.analytics --profile`` runs the bulk path in-process under
-cProfile (route, parsing, row building on the event loop; the writer thread's CPU beside it)
-and prints where the time goes; ``run()`` prints that profile on its own when the bulk target
-is missed.
+costs against the bare endpoint.
+
+``python -m bench.analytics --profile`` runs the bulk path in-process under cProfile (route,
+parsing, row building on the event loop; the writer thread's CPU beside it) and prints where
+the time goes; ``run()`` prints that profile on its own when the bulk target is missed.
 
 The server is ``python -m uvicorn bench.analytics:create_bench_app --factory``: ``create_app``
 as ``gardien serve`` builds it, with the bare endpoint and a figures endpoint added, and the
