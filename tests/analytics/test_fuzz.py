@@ -136,7 +136,7 @@ def _too_long_for_their_columns(hit: TrackedHit) -> list[str]:
 
 
 def _echoed(message: str, submitted: object) -> list[str]:
-    """The submitted strings (names and values) that a message quotes."""
+    """The submitted values (nested in dicts too) that a message quotes."""
     found = []
     for value in _strings(submitted):
         if len(value.strip()) >= ECHO_MINIMUM and not value.strip().isdigit() and value in message:
