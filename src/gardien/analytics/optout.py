@@ -67,9 +67,10 @@ def declared_duration(register: Register) -> str:
 
 
 def frame_ancestors(register: Register) -> list[str]:
-    """The origins allowed to embed the page: every site hostname, over http and https."""
+    """The origins allowed to embed the page: every site hostname, over http and https. On
+    any port, as a hit's ``url`` is checked by host alone: the register names hosts."""
     hosts = dict.fromkeys(host for site in register.sites for host in site.hostnames)
-    return [f"{scheme}://{host}" for host in hosts for scheme in ("https", "http")]
+    return [f"{scheme}://{host}:*" for host in hosts for scheme in ("https", "http")]
 
 
 # -- the page ------------------------------------------------------------------------------
