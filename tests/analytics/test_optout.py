@@ -329,3 +329,31 @@ def test_the_policy_pages_embed_the_control(
         == client.get(PAGE, params={"lang": lang}).text.split("<h1>")[1].split("</h1>")[0]
     )
     assert f'<a href="/analytics/opt-out?lang={lang}">' in control  # without frames
+
+
+def test_openapi_lists_the_page(client: TestClient) -> None:
+    assert PAGE in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.fixture
+def no_optout_cookie(register_path: Path) -> Path:
+    text = register_path.read_text()
+    start = text.index("  - name: gardien_optout\n")
+    end = text.index("  - name:", start + 1)
+    register_path.write_text(text[:start] + text[end:])
+    return register_path
+
+
+def test_an_undeclared_cookie_is_never_set(no_optout_cookie: Path, client: TestClient) -> None:
+    response = client.post(
+        PAGE,
+        data={"choice": "out"},
+        headers={**SAME_SITE, "accept": "application/json"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 500
+    assert (
+        response.json()["detail"]
+        == "the register declares no gardien_optout cookie with a duration"
+    )
+    assert "set-cookie" not in response.headers
