@@ -18,13 +18,13 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import select
 
 from gardien.deps import State
-from gardien.forms.mail import enqueue
 from gardien.forms.models import FormSubmission, OutboxMessage
 from gardien.forms.provider import email_index
+from gardien.forms.service import Accepted, record
 from gardien.register.schema import FormSpec
-from gardien.storage.database import unit_of_work
 from tests.support import free_port
 
 VISITOR = {
@@ -122,35 +122,48 @@ def submit(
     form: FormSpec | None = None,
     restricted: bool = False,
 ) -> tuple[FormSubmission, list[OutboxMessage]]:
-    """A stored submission and its queued e-mails, as the submission service writes them."""
+    """A stored submission and its queued e-mails, as the submission service writes them.
+
+    A ``form`` given replaces the register's form of the same id: the sender builds the
+    messages from the register, as it does in a running Gardien."""
     values = dict(VISITOR if values is None else values)
+    if form is not None:
+        forms = [form if f.id == form.id else f for f in state.register.forms]
+        state.register = state.register.model_copy(update={"forms": forms})
     form = form or state.register.forms[0]
     now = state.clock.now()
-    with unit_of_work(state.sessions) as session:
-        submission = FormSubmission(
-            public_id=uuid.uuid4().hex,
-            form_id=form.id,
-            activity=form.activity,
-            received_at=now,
-            delete_after=now + dt.timedelta(days=90),
-            language=language,
-            fields=json.dumps(values, ensure_ascii=False),
-            email_index=email_index(values["email"]),
-            legal_basis="consent",
-            consent_text_hash="0" * 64,
-            policy_version=1,
-            duplicate_key=uuid.uuid4().hex,
-            status="new",
-            restricted=restricted,
+    accepted = Accepted(
+        form,
+        values,
+        {
+            "public_id": uuid.uuid4().hex,
+            "form_id": form.id,
+            "activity": form.activity,
+            "received_at": now,
+            "delete_after": now + dt.timedelta(days=90),
+            "language": language,
+            "fields": json.dumps(values, ensure_ascii=False),
+            "email_index": email_index(values["email"]),
+            "phone_index": None,
+            "legal_basis": "consent",
+            "consent_text_hash": "0" * 64,
+            "policy_version": None,
+            "duplicate_key": uuid.uuid4().hex,
+            "status": "new",
+            "restricted": restricted,
+        },
+    )
+    with state.engine.begin() as connection:
+        submission_id = record(
+            connection, accepted, policy_version=1, now=now, base_url=state.settings.base_url
         )
-        rows = enqueue(
-            session,
-            submission=submission,
-            form=form,
-            register=state.register,
-            values=values,
-            language=language,
-            now=now,
-            base_url=state.settings.base_url,
+    with state.sessions() as session:
+        submission = session.get_one(FormSubmission, submission_id)
+        rows = list(
+            session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.submission_id == submission_id)
+                .order_by(OutboxMessage.id)
+            )
         )
     return submission, rows

@@ -349,3 +349,61 @@ def test_a_slow_server_gives_the_rest_of_the_batch_back_before_the_claim_runs_ou
         assert send_due(state, now=clock.now(), budget=budget).sent == 1  # due at once
         assert send_due(state, now=clock.now(), budget=budget).sent == 1
     assert sorted(mailbox.message_ids()) == sorted(queued)
+
+
+def test_a_queued_row_holds_no_message_and_is_built_alike_at_every_attempt(
+    state: State, clock: FrozenClock
+) -> None:
+    """The message is built when sent, with the Message-ID and Date fixed at queueing: a
+    retry an hour later sends the same message."""
+    only_notification(state)
+    _, queued = submit(state)
+    assert queued[0].message is None
+    queued_at = queued[0].created_at
+    mailbox = Mailbox(refuse_with="451 4.3.0 Try again later")
+    with smtp_server(mailbox) as port:
+        use_smtp(state, f"smtp://127.0.0.1:{port}")
+        assert send_due(state, now=clock.now()).retrying == 1
+        clock.advance(dt.timedelta(hours=1))
+        mailbox.refuse_with = None
+        assert send_due(state, now=clock.now()).sent == 1
+    (received,) = mailbox.received
+    assert received.message_id == queued[0].message_id
+    assert received.message["Date"].datetime == queued_at
+    (row,) = outbox(state)
+    assert row.message is None  # sent, and no copy of its text kept
+
+
+def test_a_row_queued_with_its_message_is_sent_as_it_is(state: State, clock: FrozenClock) -> None:
+    """Rows queued before messages were built when sent carry their message: it goes as is."""
+    only_notification(state)
+    submission, (queued,) = submit(state)
+    text = (
+        "From: Cegedim <privacy@cegedim-rx.ro>\r\nTo: privacy@cegedim-rx.ro\r\n"
+        f"Subject: Queued earlier\r\nMessage-ID: {queued.message_id}\r\n\r\nAs it was.\r\n"
+    )
+    with unit_of_work(state.sessions) as session:
+        row = session.get_one(OutboxMessage, queued.id)
+        row.message = text
+    mailbox = Mailbox()
+    with smtp_server(mailbox) as port:
+        use_smtp(state, f"smtp://127.0.0.1:{port}")
+        assert send_due(state, now=clock.now()).sent == 1
+    (received,) = mailbox.received
+    assert received.message["Subject"] == "Queued earlier"
+    assert received.body.strip() == "As it was."
+
+
+def test_a_message_whose_form_left_the_register_is_given_up_and_not_sent(
+    state: State, clock: FrozenClock
+) -> None:
+    only_notification(state)
+    submit(state)
+    state.register = state.register.model_copy(update={"forms": []})
+    mailbox = Mailbox()
+    with smtp_server(mailbox) as port:
+        use_smtp(state, f"smtp://127.0.0.1:{port}")
+        assert send_due(state, now=clock.now()).retrying == 1
+    (row,) = outbox(state)
+    assert (row.status, row.last_error) == ("pending", "Unrenderable")
+    assert mailbox.received == []

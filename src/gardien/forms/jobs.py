@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -33,8 +34,16 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from gardien.deps import State
-from gardien.forms.mail import NOTIFICATION, message_domain
+from gardien.forms.mail import (
+    NOTIFICATION,
+    Queued,
+    Submitted,
+    Unrenderable,
+    message_domain,
+    render,
+)
 from gardien.forms.models import DisclosureEntry, FormSubmission, OutboxMessage
+from gardien.register.schema import Register
 from gardien.storage.database import unit_of_work
 
 log = logging.getLogger("gardien.forms.outbox")
@@ -66,10 +75,29 @@ class ClaimedMessage:
     id: int
     message_id: str
     recipient: str
-    message: str
     activity: str
     kind: str
     submission_id: int | None
+    queued_at: dt.datetime
+    """The row's ``created_at``: the message's Date, whenever it is sent."""
+    submitted: Submitted | None = None
+    """The submission the message is built from (``None`` once it was erased)."""
+    message: str | None = None
+    """The stored message of a row queued before messages were built when sent."""
+
+    def text(self, register: Register, base_url: str) -> str:
+        """The message as it goes out: built now, the same at every attempt."""
+        if self.message is not None:
+            return self.message
+        if self.submitted is None:
+            raise Unrenderable("the submission is gone")
+        return render(
+            self.kind,
+            register=register,
+            submitted=self.submitted,
+            queued=Queued(self.recipient, self.message_id, self.queued_at),
+            base_url=base_url,
+        )
 
 
 # --- SMTP configuration -------------------------------------------------------------------
@@ -150,8 +178,9 @@ def describe(exc: BaseException) -> str:
 class Transport(Protocol):
     channel: str
 
-    def deliver(self, sender: str, item: ClaimedMessage) -> str | None:
-        """Hand the message over; returns the ``.eml`` path when one was written."""
+    def deliver(self, sender: str, item: ClaimedMessage, text: str) -> str | None:
+        """Hand ``text``, the message of ``item``, over; returns the ``.eml`` path when one
+        was written."""
 
     def close(self) -> None: ...
 
@@ -199,13 +228,13 @@ class SmtpTransport:
             raise
         return smtp
 
-    def deliver(self, sender: str, item: ClaimedMessage) -> str | None:
+    def deliver(self, sender: str, item: ClaimedMessage, text: str) -> str | None:
         if self._unavailable:
             raise ServerUnavailable(self._unavailable)
         try:
             if self._smtp is None:
                 self._smtp = self._connect()
-            data = item.message.encode("utf-8")
+            data = text.encode("utf-8")
             options = [] if data.isascii() else ["SMTPUTF8"]
             # The envelope names the one recipient: whatever the headers say, nobody else
             # receives the message.
@@ -253,7 +282,7 @@ class EmlTransport:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def deliver(self, sender: str, item: ClaimedMessage) -> str | None:
+    def deliver(self, sender: str, item: ClaimedMessage, text: str) -> str | None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
         path = (self.directory / eml_name(item.message_id)).resolve()
@@ -261,7 +290,7 @@ class EmlTransport:
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.fchmod(descriptor, 0o600)
-            os.write(descriptor, item.message.encode("utf-8"))
+            os.write(descriptor, text.encode("utf-8"))
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
@@ -306,6 +335,7 @@ def claim(state: State, now: dt.datetime, limit: int) -> list[ClaimedMessage]:
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
+        submitted = _submitted(session, {row.submission_id for row in rows if row.message is None})
         claimed = []
         for row in rows:
             row.status = "sending"
@@ -315,13 +345,42 @@ def claim(state: State, now: dt.datetime, limit: int) -> list[ClaimedMessage]:
                     id=row.id,
                     message_id=row.message_id,
                     recipient=row.recipient,
-                    message=row.message,
                     activity=row.activity,
                     kind=row.kind,
                     submission_id=row.submission_id,
+                    queued_at=row.created_at,
+                    submitted=submitted.get(row.submission_id or -1),
+                    message=row.message,
                 )
             )
     return claimed
+
+
+def _submitted(session: Session, ids: set[int | None]) -> dict[int, Submitted]:
+    """The submissions the claimed messages are built from, decrypted, by id."""
+    wanted = [i for i in ids if i is not None]
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(
+            FormSubmission.id,
+            FormSubmission.public_id,
+            FormSubmission.form_id,
+            FormSubmission.language,
+            FormSubmission.received_at,
+            FormSubmission.fields,
+        ).where(FormSubmission.id.in_(wanted))
+    )
+    return {
+        row.id: Submitted(
+            public_id=row.public_id,
+            form_id=row.form_id,
+            language=row.language,
+            received_at=row.received_at,
+            values=json.loads(row.fields),
+        )
+        for row in rows
+    }
 
 
 def _record_sent(
@@ -405,7 +464,9 @@ def send_due(
     report.claimed = len(claimed)
     if not claimed:
         return report
-    sender = state.register.operator.contact_email
+    register = state.register
+    sender = register.operator.contact_email
+    base_url = state.settings.base_url
     started = time.monotonic()
     try:
         for position, item in enumerate(claimed):
@@ -414,7 +475,7 @@ def send_due(
                 report.released = len(claimed) - position
                 break
             try:
-                eml_path = transport.deliver(sender, item)
+                eml_path = transport.deliver(sender, item, item.text(register, base_url))
             except Exception as exc:  # noqa: BLE001 - every failure is retried, none lost
                 error = describe(exc)
                 with unit_of_work(state.sessions) as session:

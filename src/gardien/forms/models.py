@@ -60,9 +60,11 @@ class FormSubmission(Base):
 class OutboxMessage(Base):
     """An e-mail waiting to be sent, being sent, sent, or given up on (``dead``).
 
-    ``message`` is the complete RFC 5322 message, encrypted; ``message_id`` is fixed when the
-    row is written, so a retry after a crash sends the same Message-ID and a duplicate can be
-    recognised. ``recipient`` is encrypted too (an acknowledgement goes to the visitor)."""
+    A row names what to send, not its text: the ``kind`` of message, its ``recipient``
+    (encrypted: an acknowledgement goes to the visitor), its submission, and a ``message_id``
+    and Date (``created_at``) fixed when the row is written, so every retry, even after a
+    crash, sends the same message under the same Message-ID and a duplicate can be recognised.
+    The sender builds the message from the submission when it sends it (``mail.render``)."""
 
     __tablename__ = "outbox_message"
     __table_args__ = {"info": {PERSONAL_DATA: True}}
@@ -76,7 +78,9 @@ class OutboxMessage(Base):
     """``notification`` (to the operator) or ``acknowledgement`` (to the visitor)."""
     message_id: Mapped[str] = mapped_column(String(200), unique=True)
     recipient: Mapped[str] = mapped_column(Encrypted("outbox_message.recipient"))
-    message: Mapped[str] = mapped_column(Encrypted("outbox_message.message"))
+    message: Mapped[str | None] = mapped_column(Encrypted("outbox_message.message"))
+    """The complete RFC 5322 message, encrypted, for rows queued before messages were built
+    at sending time; ``None`` for every row queued since."""
     created_at: Mapped[dt.datetime] = mapped_column(index=True)
     status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
     """``pending``, ``sending`` (claimed), ``sent``, ``dead`` (gave up; the admin can retry),

@@ -1,5 +1,6 @@
-"""Receiving a submission: abuse checks, validation, the encrypted row and its outbox messages
-in one transaction; and the short Art. 13 notice shown next to a form.
+"""Receiving a submission: abuse checks and validation (``accept``, no database), then the
+encrypted row and its outbox messages in one transaction (``record``); and the short Art. 13
+notice shown next to a form.
 
 Abuse resistance needs no third party: a honeypot field, a minimum fill time (a signed
 ``shown_at`` stamp handed out with the form), the public-write budgets of the security layer,
@@ -16,19 +17,17 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from gardien.errors import N_, Conflict, GardienError, NotFound
-from gardien.forms import validation
-from gardien.forms.mail import enqueue
-from gardien.forms.models import FormSubmission
+from gardien.forms import repository, validation
+from gardien.forms.mail import outbox_rows
 from gardien.forms.provider import email_index, phone_index
 from gardien.i18n import translator
-from gardien.policy.models import PolicyVersion
-from gardien.register.durations import parse_period
+from gardien.register.durations import Period, parse_period
 from gardien.register.schema import ARTICLE_6, FieldType, FormSpec, LegalBasis, Register
 
 DUPLICATE_WINDOW = dt.timedelta(hours=24)
@@ -96,13 +95,32 @@ def _duplicate_key(secret: bytes, form: FormSpec, values: Mapping[str, str]) -> 
 
 
 @dataclass(frozen=True)
-class Received:
-    submission: FormSubmission
-    delete_after: dt.datetime
+class Accepted:
+    """A submission that passed every check, ready to be stored (``record``)."""
+
+    form: FormSpec
+    values: dict[str, str]
+    """The clean values, as ``validation.check`` left them."""
+    submission: dict[str, object]
+    """The ``form_submission`` row; its personal columns are encrypted when it is inserted."""
+
+    @property
+    def public_id(self) -> str:
+        return str(self.submission["public_id"])
+
+    @property
+    def delete_after(self) -> dt.datetime:
+        value = self.submission["delete_after"]
+        assert isinstance(value, dt.datetime)
+        return value
 
 
-def submit(
-    session: Session,
+@lru_cache(maxsize=64)
+def _period(text: str) -> Period:
+    return parse_period(text)
+
+
+def accept(
     *,
     register: Register,
     form: FormSpec,
@@ -110,12 +128,10 @@ def submit(
     language: str,
     secret: bytes,
     now: dt.datetime,
-    base_url: str,
-) -> Received:
-    """Check and store one submission with its outbox messages; flushes, the caller commits.
+) -> Accepted:
+    """Check one submission and prepare its row; touches no database.
 
-    Raises ``Rejected`` (abuse), ``Invalid`` (per-field problems), ``Conflict`` (the same
-    submission was already received) — nothing is stored in any of these cases."""
+    Raises ``Rejected`` (abuse) or ``Invalid`` (per-field problems)."""
     if str(raw.get(validation.HONEYPOT) or "").strip():
         raise Rejected(N_("this submission was refused"))
     _check_stamp(secret, form, raw.get(validation.SHOWN_AT), now)
@@ -123,52 +139,61 @@ def submit(
     if checked.errors:
         raise Invalid(checked.errors)
     activity = next(a for a in register.activities if a.id == form.activity)
-    key = _duplicate_key(secret, form, checked.values)
-    already = session.scalar(
-        select(FormSubmission.id).where(
-            FormSubmission.duplicate_key == key,
-            FormSubmission.received_at >= now - DUPLICATE_WINDOW,
-        )
-    )
-    if already is not None:
-        raise Conflict(N_("this message was already received"))
     email_field = next((f.name for f in form.fields if f.type is FieldType.email), None)
     phone_field = next((f.name for f in form.fields if f.type is FieldType.phone), None)
     email = checked.values.get(email_field or "")
     phone = checked.values.get(phone_field or "")
-    delete_after = parse_period(activity.retention.period).after(now)
-    submission = FormSubmission(
-        public_id=uuid.uuid4().hex,
-        form_id=form.id,
-        activity=activity.id,
-        received_at=now,
-        delete_after=delete_after,
-        language=language,
-        fields=json.dumps(checked.values, ensure_ascii=False),
-        email_index=email_index(email) if email else None,
-        phone_index=phone_index(phone) if phone else None,
-        legal_basis=activity.legal_basis.basis.value,
-        consent_text_hash=consent_text_hash(form, language),
-        policy_version=session.scalar(
-            select(PolicyVersion.number).order_by(PolicyVersion.number.desc())
+    submission: dict[str, object] = {
+        "public_id": uuid.uuid4().hex,
+        "form_id": form.id,
+        "activity": activity.id,
+        "received_at": now,
+        "delete_after": _period(activity.retention.period).after(now),
+        "language": language,
+        "fields": json.dumps(checked.values, ensure_ascii=False),
+        "email_index": email_index(email) if email else None,
+        "phone_index": phone_index(phone) if phone else None,
+        "legal_basis": activity.legal_basis.basis.value,
+        "consent_text_hash": consent_text_hash(form, language),
+        "policy_version": None,  # filled in by ``record``
+        "duplicate_key": _duplicate_key(secret, form, checked.values),
+        "status": "new",
+        "restricted": False,
+    }
+    return Accepted(form, checked.values, submission)
+
+
+def record(
+    connection: Connection,
+    accepted: Accepted,
+    *,
+    policy_version: int | None,
+    now: dt.datetime,
+    base_url: str,
+) -> int:
+    """Store an accepted submission and queue its e-mails in the caller's transaction (never
+    commits); returns the submission's id.
+
+    Raises ``Conflict`` when the same submission was already received: nothing is stored."""
+    submission = accepted.submission
+    key = str(submission["duplicate_key"])
+    if repository.already_received(connection, key, now - DUPLICATE_WINDOW):
+        raise Conflict(N_("this message was already received"))
+    submission_id = repository.insert_submission(
+        connection, {**submission, "policy_version": policy_version}
+    )
+    repository.insert_outbox(
+        connection,
+        outbox_rows(
+            submission_id=submission_id,
+            form=accepted.form,
+            values=accepted.values,
+            restricted=bool(submission["restricted"]),
+            now=now,
+            base_url=base_url,
         ),
-        duplicate_key=key,
-        status="new",
-        restricted=False,
     )
-    session.add(submission)
-    session.flush()
-    enqueue(
-        session,
-        submission=submission,
-        form=form,
-        register=register,
-        values=checked.values,
-        language=language,
-        now=now,
-        base_url=base_url,
-    )
-    return Received(submission, delete_after)
+    return submission_id
 
 
 def notice(register: Register, form: FormSpec, language: str) -> dict[str, Any]:

@@ -62,6 +62,11 @@ class Checked:
 
 
 def _control_free(value: str, multiline: bool) -> bool:
+    # Printable text has no character of any "Other" or "Separator" category but the space (a
+    # superset of the refused ones): most values are settled by that one C-level test.
+    plain = value.replace("\n", "").replace("\t", "").replace("\r", "") if multiline else value
+    if plain.isprintable():
+        return True
     allowed = {"\n", "\t", "\r"} if multiline else set()
     return not any(
         unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs") and c not in allowed
