@@ -357,3 +357,28 @@ def test_an_undeclared_cookie_is_never_set(no_optout_cookie: Path, client: TestC
         == "the register declares no gardien_optout cookie with a duration"
     )
     assert "set-cookie" not in response.headers
+
+
+@pytest.fixture
+def ignoring_dnt(register_path: Path) -> Path:
+    text = register_path.read_text()
+    declared = "    honour_do_not_track: true\n"
+    assert text.count(declared) == 1
+    register_path.write_text(text.replace(declared, "    honour_do_not_track: false\n"))
+    return register_path
+
+
+def test_do_not_track_where_the_register_honours_it(client: TestClient) -> None:
+    html = client.get(PAGE, headers={"dnt": "1"}, params={"lang": "fr"}).text
+    assert state_of_page(html) == "dnt"  # the seed honours it, as its policy promises
+    assert "Votre navigateur envoie le signal Do Not Track" in html
+    assert "Global Privacy Control ou Do Not Track" in html
+    assert state_of_page(client.get(PAGE, headers={"x-do-not-track": "1"}).text) == "dnt"
+    assert state_of_page(client.get(PAGE).text) == "cookieless"
+
+
+def test_do_not_track_where_the_register_does_not(ignoring_dnt: Path, client: TestClient) -> None:
+    html = client.get(PAGE, headers={"dnt": "1"}).text
+    assert state_of_page(html) == "cookieless"
+    assert "Do Not Track" not in html
+    assert "A Global Privacy Control signal sent by your browser is honoured" in html

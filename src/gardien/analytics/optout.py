@@ -86,16 +86,24 @@ def _language(state: State, request: Request, chosen: str | None = None) -> str:
     )
 
 
-def _measurement_state(request: Request) -> str:
-    """``opted_out``, ``gpc`` (the browser objects and there is no consent), ``consented``
-    (measured with cookies) or ``cookieless`` (measured without cookies): what the tracking
-    endpoint does with this visitor's hits."""
+def honours_do_not_track(register: Register) -> bool:
+    return any(site.honour_do_not_track for site in register.sites)
+
+
+def _measurement_state(request: Request, register: Register) -> str:
+    """``opted_out``, ``gpc`` or ``dnt`` (the browser objects and there is no consent),
+    ``consented`` (measured with cookies) or ``cookieless`` (measured without cookies): what
+    the tracking endpoint does with this visitor's hits."""
     if opted_out(request.cookies):
         return "opted_out"
     if consent_cookie.granted(request, CATEGORY):
         return "consented"
     if request.headers.get("sec-gpc", "").strip() == "1":
         return "gpc"
+    headers = request.headers
+    dnt = headers.get("dnt", "").startswith("1") or headers.get("x-do-not-track") == "1"
+    if dnt and honours_do_not_track(register):
+        return "dnt"
     return "cookieless"
 
 
@@ -113,7 +121,8 @@ def optout_page(state: AppState, request: Request) -> Response:
         state.env(language)
         .get_template("analytics/optout.html")
         .render(
-            measurement=_measurement_state(request),
+            measurement=_measurement_state(request, state.register),
+            do_not_track=honours_do_not_track(state.register),
             retention=duration_words(declared, translator(language)),
             cookie=OPTOUT_COOKIE,
             embed=embed,
@@ -128,7 +137,7 @@ def optout_page(state: AppState, request: Request) -> Response:
         headers={
             "Cache-Control": "no-store",
             "Content-Language": language,
-            "Vary": "Accept-Language, Cookie, Sec-GPC",
+            "Vary": "Accept-Language, Cookie, Sec-GPC, DNT",
         },
     )
     # Read by the security-headers middleware: this page may be framed by the sites whose
