@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "aca3cfbf490b"
 down_revision = "f12a0cb9a0b4"
 branch_labels = None
