@@ -125,6 +125,9 @@ def test_do_not_track_is_ignored_when_the_register_does_not_honour_it(
     response = visitor.get("/matomo.php", params=params(), headers={"dnt": "1"})
     assert response.status_code == 200 and "tk" not in response.headers
     assert len(hits(state)) == 1
+    policy = visitor.get("/privacy?lang=en").text
+    assert "Global Privacy Control signal is honoured" in policy
+    assert "or Do Not Track signal is honoured" not in policy  # only what the register does
 
 
 # -- robots -----------------------------------------------------------------------------------

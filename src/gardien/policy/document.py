@@ -669,6 +669,12 @@ class _Builder:
                     "You can opt out of audience measurement at any time: %(url)s. Your browser's "
                     "Global Privacy Control or Do Not Track signal is honoured as an opt-out.",
                     url=self._url("/analytics/opt-out"),
+                )
+                if any(site.honour_do_not_track for site in self.register.sites)
+                else self._(
+                    "You can opt out of audience measurement at any time: %(url)s. Your browser's "
+                    "Global Privacy Control signal is honoured as an opt-out.",
+                    url=self._url("/analytics/opt-out"),
                 ),
             ],
         )
