@@ -340,6 +340,13 @@ class RightsSection(Strict):
     offered: list[Right] = Field(min_length=1)
     identity_check: Text
     response_time: Text
+    holidays_country: CountryCode = "RO"
+    """ISO 3166-1 alpha-2 code of the country whose public holidays move a request's deadline
+    to the next working day (Reg. 1182/71 Art. 3(4)); must have a calendar in the holidays
+    library."""
+    pause_while_verifying: StrictBool = False
+    """Stop a request's deadline clock while awaiting the identity information asked for
+    (Art. 12(6)); off by default, as the GDPR and Romanian law provide no suspension."""
 
 
 class PolicySection(Strict):

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import holidays
 from pydantic import BaseModel
 
 from gardien.register.durations import DurationError, parse_period
@@ -309,6 +310,26 @@ def _rights_problems(register: Register, located: Located) -> Iterator[Problem]:
         local, _, domain = value.partition("@")
         if not local or "." not in domain:
             yield located.problem(path, "not an e-mail address")
+    yield from _holidays_country_problems(register.rights.holidays_country, located)
+
+
+def _holidays_country_problems(code: str, located: Located) -> Iterator[Problem]:
+    """The deadline's working-day roll-forward (Reg. 1182/71 Art. 3(4)) needs the country's
+    public holidays: the code must name a calendar of the holidays library, by its ISO code."""
+    path: PathKey = ("rights", "holidays_country")
+    try:
+        calendar = holidays.country_holidays(code)
+    except NotImplementedError:
+        yield located.problem(
+            path,
+            f"no public-holiday calendar for {code!r}: give the ISO 3166-1 alpha-2 code of a "
+            "country the holidays library supports (e.g. RO, FR, DE)",
+        )
+        return
+    if calendar.country != code:
+        yield located.problem(
+            path, f"{code!r} is not an ISO 3166-1 alpha-2 code: write {calendar.country!r}"
+        )
 
 
 RESERVED_FORM_FIELDS = frozenset({"consent", "website", "shown_at", "lang", "csrf"})
