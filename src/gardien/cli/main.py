@@ -44,6 +44,7 @@ retention_app = typer.Typer(help="Retention purges and their status.", no_args_i
 admin_app = typer.Typer(help="Admin accounts.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 consent_app = typer.Typer(help="Proof-of-consent records.", no_args_is_help=True)
+rights_app = typer.Typer(help="Data-subject requests.", no_args_is_help=True)
 for group, name in (
     (admin_app, "admin"),
     (audit_app, "audit"),
@@ -53,6 +54,7 @@ for group, name in (
     (register_app, "register"),
     (policy_app, "policy"),
     (retention_app, "retention"),
+    (rights_app, "rights"),
 ):
     app.add_typer(group, name=name)
 
@@ -657,3 +659,90 @@ def keys_rotate(
             )
     for line in done:
         out().print(line)
+
+
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _register_country(path: Path | None) -> str:
+    """The configured register's ``rights.holidays_country`` (``--register``, else
+    ``GARDIEN_REGISTER``, else the default file if it exists); RO without a register."""
+    from gardien.rights.deadlines import DEFAULT_COUNTRY
+
+    register_file = path or settings().register_file
+    if path is None and "GARDIEN_REGISTER" not in os.environ and not register_file.exists():
+        return DEFAULT_COUNTRY
+    return read_register(register_file).rights.holidays_country
+
+
+@rights_app.command("due-date")
+def rights_due_date(
+    received: Annotated[
+        str, typer.Argument(metavar="YYYY-MM-DD", help="The day the request was received.")
+    ],
+    country: Annotated[
+        str | None,
+        typer.Option(
+            help="Whose public holidays are not working days (ISO 3166-1 alpha-2); default: "
+            "the register's rights.holidays_country, else RO."
+        ),
+    ] = None,
+    extended: Annotated[
+        bool,
+        typer.Option(
+            "--extended", help="The deadline extended by two further months (Art. 12(3))."
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    path: Annotated[Path | None, typer.Option("--register", help="Register file.")] = None,
+) -> None:
+    """Print the legal due date of a request received that day (GDPR Art. 12(3) counted per
+    Reg. 1182/71): the date first, then how it was reached."""
+    import re
+
+    from gardien.rights.deadlines import EXTENDED_MONTHS, ONE_MONTH, deadline
+
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", received):
+        fail(f"{received}: expected a date as YYYY-MM-DD")
+    try:
+        day = dt.date.fromisoformat(received)
+    except ValueError as exc:
+        fail(f"{received}: not a calendar date ({exc})")
+    code = country.upper() if country else _register_country(path)
+    try:
+        result = deadline(day, code, EXTENDED_MONTHS if extended else ONE_MONTH)
+    except ValueError as exc:
+        fail(str(exc))
+
+    def weekday(value: dt.date, reason: str | None = None) -> str:
+        name = _WEEKDAYS[value.weekday()]
+        return name if reason in (None, name) else f"{name}, {reason}"
+
+    if as_json:
+        document = {
+            "received": result.received.isoformat(),
+            "country": result.country,
+            "months": result.months,
+            "nominal": result.nominal.isoformat(),
+            "due": result.due.isoformat(),
+            "skipped": [
+                {"date": s.day.isoformat(), "weekday": weekday(s.day), "reason": s.reason}
+                for s in result.skipped
+            ],
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    span = {1: "one month", 3: "three months"}.get(result.months, f"{result.months} months")
+    nominal = result.nominal
+    why = f"{span} after {result.received.isoformat()} ends {weekday(nominal)} {nominal}"
+    if nominal.day != result.received.day:
+        why += f" (there is no {result.received.day} {nominal:%B}: the month's last day)"
+    if result.skipped:
+        passed = ", ".join(f"{s.day} ({weekday(s.day, s.reason)})" for s in result.skipped)
+        why += (
+            f"; {passed}: not working days in {result.country}, so the next working day, "
+            f"{weekday(result.due)} {result.due}"
+        )
+    else:
+        why += f", a working day in {result.country}"
+    sys.stdout.write(f"{result.due.isoformat()}\n{why}.\n")
