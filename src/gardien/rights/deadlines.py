@@ -219,4 +219,3 @@ def counted_pause(days_awaiting_identity: int, *, pause_while_verifying: bool) -
     if days_awaiting_identity < 0:
         raise ValueError("days awaiting identity must not be negative")
     return days_awaiting_identity if pause_while_verifying else 0
-
