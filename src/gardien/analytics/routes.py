@@ -148,6 +148,11 @@ class _Tracker:
         self.received_at = state.clock.now()
         self.consented, self.decision = _consent(request)
         self.consent_id = self.decision.consent_id if self.decision else None
+        self._consent_index = (
+            blind_index(self.consent_id, "analytics_hit.consent_id_index")
+            if self.consent_id
+            else None
+        )
         # An objection (the opt-out cookie, Matomo's own opt-out cookie, Global Privacy
         # Control) is honoured like Matomo's ignore cookie: the hit is answered like any other
         # and not stored, so the answer reveals nothing. An explicit consent given in the banner
@@ -161,6 +166,7 @@ class _Tracker:
         self.authenticated = False
         self.blocks: frozenset[str] = frozenset()
         self.new_cookie: tuple[str, str, int] | None = None
+        self._networks: dict[tuple[str, int], str | None] = {}
 
     async def prepare(self, token: str | None) -> None:
         """The database reads a request may need, off the event loop: the token, and the
@@ -247,11 +253,14 @@ class _Tracker:
         if blocked(self.blocks, hit_keys(visitor, hit.user_id, self.consent_id)):
             return None
         masked = self._site(hit).ip_masked_bytes
+        network = self._networks.get((ip, masked), "")
+        if network == "":  # computed once per address and level, not once per bulk hit
+            network = self._networks[(ip, masked)] = anonymise_ip(ip, masked) if ip else None
         return {
             "site_id": hit.site_id,
             "received_at": received_at,
             "visitor_id": visitor,
-            "network": anonymise_ip(ip, masked) if ip else None,
+            "network": network,
             "user_agent": agent or None,
             "action": hit.action,
             "page_view_id": hit.page_view_id,
@@ -275,11 +284,7 @@ class _Tracker:
                 blind_index(hit.user_id, "analytics_hit.user_id_index") if hit.user_id else None
             ),
             "consent_id": self.consent_id,
-            "consent_id_index": (
-                blind_index(self.consent_id, "analytics_hit.consent_id_index")
-                if self.consent_id
-                else None
-            ),
+            "consent_id_index": self._consent_index,
         }
 
     def headers(self) -> dict[str, str]:
