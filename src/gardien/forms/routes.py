@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import json
 import threading
 from collections.abc import Mapping
@@ -16,12 +14,12 @@ import pycountry
 from babel import Locale
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from gardien.deps import AppState, State
 from gardien.errors import N_, BadRequest, GardienError
-from gardien.forms import repository, service, validation
+from gardien.forms import service, validation
+from gardien.forms.writer import SubmissionWriter
 from gardien.i18n import negotiate
 from gardien.register.schema import FormSpec
 
@@ -96,8 +94,8 @@ def definition(state: State, form: FormSpec, language: str) -> dict[str, Any]:
 
 # -- receiving a submission ----------------------------------------------------------------
 
-POLICY_VERSION = "forms.policy_version"
-WRITE_LOCK = "forms.write_lock"
+WRITER = "forms.writer"
+_WRITER_CREATED = threading.Lock()
 
 
 async def receive(
@@ -106,7 +104,7 @@ async def receive(
     """Check a submission, then store it with its outbox rows and commit: once this returns,
     the submission and its e-mails are durable.
 
-    The checks are CPU work only and run on the event loop; the transaction runs in a worker
+    The checks are CPU work only and run on the event loop; the writer runs in a worker
     thread, never on the loop: on SQLite it may wait for the write lock, which another
     request can only release once the loop moves on (run on the loop, it once froze the whole
     server until the busy timeout)."""
@@ -119,37 +117,20 @@ async def receive(
         secret=state.secret,
         now=now,
     )
-    await run_in_threadpool(_store, state, accepted, now)
+    await run_in_threadpool(writer(state).store, accepted, now)
     return accepted
 
 
-def _store(state: State, accepted: service.Accepted, now: dt.datetime) -> None:
-    """One short transaction, committed before the answer (DESIGN principle 5)."""
-    # SQLite admits one writer: this process's submissions queue on a lock of their own
-    # instead of each polling SQLite's busy handler, whose sleeps (1, 2, 5 ... 100 ms) made a
-    # burst of submissions wait far longer than their transactions take. Only a speed-up:
-    # other processes and the group-commit writer still meet at SQLite's lock.
-    lock = state.caches.setdefault(WRITE_LOCK, threading.Lock())
-    serial = lock if state.engine.dialect.name == "sqlite" else contextlib.nullcontext()
-    with serial, state.engine.begin() as connection:
-        service.record(
-            connection,
-            accepted,
-            policy_version=_policy_version(state, connection),
-            now=now,
-            base_url=state.settings.base_url,
-        )
-
-
-def _policy_version(state: State, connection: Connection) -> int | None:
-    """The policy version this process shows: the latest at its first submission. It changes
-    only with the register, which a process reads once, at start-up (where it publishes)."""
-    version = state.caches.get(POLICY_VERSION)
-    if not isinstance(version, int):
-        version = repository.latest_policy_version(connection)
-        if version is not None:
-            state.caches[POLICY_VERSION] = version
-    return version
+def writer(state: State) -> SubmissionWriter:
+    """The process's submission writer (one per state, made at the first submission)."""
+    found = state.caches.get(WRITER)
+    if isinstance(found, SubmissionWriter):
+        return found
+    with _WRITER_CREATED:
+        found = state.caches.get(WRITER)
+        if not isinstance(found, SubmissionWriter):
+            found = state.caches[WRITER] = SubmissionWriter(state.engine, state.settings.base_url)
+    return found
 
 
 # -- the HTML form ------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""Storing accepted submissions: several in one transaction when they arrive together.
+
+Each request hands its accepted submission to the process's ``SubmissionWriter`` from a worker
+thread (never the event loop: the transaction may wait for SQLite's write lock) and returns
+once it is committed (DESIGN principle 5). Whoever holds the writer's lock writes every
+submission queued so far in one transaction and marks each one done, or refused; a thread
+whose submission was written meanwhile finds it done and returns at once. Alone, a submission
+gets a transaction of its own; in a burst, a few dozen share one commit: one write of the
+indexes' pages instead of one each, and on SQLite one turn at the single writer's lock instead
+of one per submission, each paid for in sleeps of SQLite's busy handler.
+
+The duplicate check of each submission runs in the transaction that stores it, after the
+submissions stored before it in the same transaction, so two identical submissions sent
+together are still told apart. A batch that fails for another reason is retried one
+submission at a time, so that one bad submission never fails its neighbours.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine
+
+from gardien.errors import Conflict
+from gardien.forms import repository, service
+
+MAX_BATCH = 64
+"""Submissions per transaction at most: it bounds how long SQLite's write lock is held."""
+
+
+@dataclass(eq=False)
+class _Queued:
+    accepted: service.Accepted
+    now: dt.datetime
+    done: bool = False
+    error: BaseException | None = None
+
+
+class SubmissionWriter:
+    def __init__(self, engine: Engine, base_url: str) -> None:
+        self.engine = engine
+        self.base_url = base_url
+        self.policy_version: int | None = None
+        """The policy version this process shows: the latest at its first submission. It
+        changes only with the register, which a process reads once, at start-up (where it
+        publishes)."""
+        self._turn = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Queued] = []
+
+    def store(self, accepted: service.Accepted, now: dt.datetime) -> None:
+        """Store ``accepted`` and its outbox rows; returns once committed. Blocks: call it from
+        a worker thread. Raises ``Conflict`` for a submission already received."""
+        item = _Queued(accepted, now)
+        with self._queue_lock:
+            self._queue.append(item)
+        with self._turn:
+            while not item.done:
+                with self._queue_lock:
+                    batch = self._queue[:MAX_BATCH]
+                    del self._queue[:MAX_BATCH]
+                self._write(batch)
+        if item.error is not None:
+            raise item.error
+
+    def _write(self, batch: list[_Queued]) -> None:
+        try:
+            self._transaction(batch)
+        except Exception as exc:  # noqa: BLE001 - each submission gets its own outcome
+            if len(batch) > 1:
+                for item in batch:
+                    self._write([item])
+                return
+            batch[0].error = exc
+        except BaseException as exc:
+            for item in batch:
+                item.error = exc
+            raise
+        finally:
+            for item in batch:
+                item.done = True
+
+    def _transaction(self, batch: list[_Queued]) -> None:
+        for item in batch:
+            item.error = None
+        with self.engine.begin() as connection:
+            policy_version = self._policy_version(connection)
+            for item in batch:
+                try:
+                    service.record(
+                        connection,
+                        item.accepted,
+                        policy_version=policy_version,
+                        now=item.now,
+                        base_url=self.base_url,
+                    )
+                except Conflict as refused:  # raised before anything of it was written
+                    item.error = refused
+
+    def _policy_version(self, connection: Connection) -> int | None:
+        if self.policy_version is None:
+            self.policy_version = repository.latest_policy_version(connection)
+        return self.policy_version
