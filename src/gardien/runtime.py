@@ -16,6 +16,7 @@ from gardien.forms.provider import FormsProvider, FormSubmissionStore
 from gardien.register.loader import load_register
 from gardien.register.schema import Register
 from gardien.retention.stores import RetentionStore, StoreRegistry
+from gardien.rights.provider import RightsCaseProvider, RightsCaseStore
 from gardien.security import crypto
 from gardien.security.audit import AuditStore
 from gardien.security.connection_log import ConnectionLogProvider, ConnectionLogStore
@@ -38,6 +39,7 @@ def domain_stores() -> list[RetentionStore]:
         ConsentRecordStore(),
         FormSubmissionStore(),
         AnalyticsHitStore(),
+        RightsCaseStore(),
     ]
 
 
@@ -49,6 +51,7 @@ def domain_providers() -> list[SubjectProvider]:
         ConsentProvider(),
         FormsProvider(),
         AnalyticsProvider(),
+        RightsCaseProvider(),
     ]
 
 

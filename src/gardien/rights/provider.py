@@ -1,0 +1,171 @@
+"""Retention and data-subject requests for the rights case files themselves.
+
+A case file is the evidence that a request was handled lawfully (Art. 5(2), legal-requirements
+§4.1): an erasure request keeps it, stating why, and the retention engine deletes it, with its
+timeline, once the register's period has run from its closure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from gardien.register.schema import RetentionAction, RetentionTrigger
+from gardien.retention.stores import due_keys
+from gardien.rights.models import (
+    CONSENT_ID_INDEX,
+    EMAIL_INDEX,
+    IP_INDEX,
+    PHONE_INDEX,
+    VISITOR_ID_INDEX,
+    RightsCase,
+    RightsEvent,
+)
+from gardien.security.crypto import blind_lookups
+from gardien.storage.subjects import ErasureOutcome, FoundRecords, JsonScalar, SubjectIdentity
+
+ACTIVITY = "rights_requests"
+KEPT_REASON = (
+    "the case file is the evidence that the request was handled (Art. 5(2)); it is kept for "
+    "the establishment, exercise or defence of legal claims (Art. 17(3)(b) and (e)) and "
+    "deleted when the register's retention period has run from the case's closure"
+)
+
+
+def normalised_consent_id(value: str) -> str:
+    return value.strip().lower()
+
+
+def cases_of(subject: SubjectIdentity) -> ColumnElement[bool]:
+    """The condition matching the cases opened for any identifier of ``subject``."""
+    conditions: list[ColumnElement[bool]] = []
+    if subject.email:
+        conditions.append(
+            RightsCase.email_index.in_(blind_lookups(subject.email, EMAIL_INDEX, "email"))
+        )
+    if subject.phone:
+        conditions.append(RightsCase.phone_index.in_(blind_lookups(subject.phone, PHONE_INDEX)))
+    if subject.consent_id:
+        lookups = blind_lookups(normalised_consent_id(subject.consent_id), CONSENT_ID_INDEX)
+        conditions.append(RightsCase.consent_id_index.in_(lookups))
+    if subject.visitor_id:
+        lookups = blind_lookups(subject.visitor_id, VISITOR_ID_INDEX)
+        conditions.append(RightsCase.visitor_id_index.in_(lookups))
+    if subject.ip_address:
+        conditions.append(
+            RightsCase.ip_index.in_(blind_lookups(subject.ip_address, IP_INDEX, "ip"))
+        )
+    return or_(*conditions)
+
+
+def remove_cases(session: Session, ids: list[int]) -> int:
+    if not ids:
+        return 0
+    session.execute(delete(RightsEvent).where(RightsEvent.case_id.in_(ids)))
+    session.execute(delete(RightsCase).where(RightsCase.id.in_(ids)))
+    session.flush()
+    return len(ids)
+
+
+class RightsCaseProvider:
+    """Finds and exports a person's case files; an erasure keeps them, stating why."""
+
+    name = ACTIVITY
+    tables = frozenset({"rights_case", "rights_event"})
+
+    def find(self, session: Session, subject: SubjectIdentity) -> FoundRecords:
+        count = session.scalar(
+            select(func.count()).select_from(RightsCase).where(cases_of(subject))
+        )
+        return FoundRecords(self.name, {ACTIVITY: int(count or 0)})
+
+    def export(
+        self, session: Session, subject: SubjectIdentity
+    ) -> dict[str, list[dict[str, JsonScalar]]]:
+        rows: list[dict[str, JsonScalar]] = []
+        for case in session.scalars(
+            select(RightsCase).where(cases_of(subject)).order_by(RightsCase.id)
+        ):
+            rows.append(
+                {
+                    "reference": case.reference,
+                    "rights": case.rights,
+                    "channel": case.channel,
+                    "status": case.status,
+                    "received_at": case.received_at.isoformat(),
+                    "due_date": case.due_at.isoformat(),
+                    "closed_at": case.closed_at.isoformat() if case.closed_at else None,
+                    "outcome": case.outcome,
+                    "email": case.email,
+                    "phone": case.phone,
+                    "consent_id": case.consent_id,
+                    "visitor_id": case.visitor_id,
+                    "ip_address": case.ip_address,
+                }
+            )
+        return {ACTIVITY: rows}
+
+    def rectify(
+        self, session: Session, subject: SubjectIdentity, corrections: Mapping[str, str]
+    ) -> int:
+        """Nothing to rectify: a case records what was asked and done; a correction of the
+        person's details is a step of the case, not an edit of the past."""
+        return 0
+
+    def erase(self, session: Session, subject: SubjectIdentity) -> ErasureOutcome:
+        found = self.find(session, subject).total
+        return ErasureOutcome(
+            self.name, erased=0, kept=found, kept_reason=KEPT_REASON if found else None
+        )
+
+    def restrict(self, session: Session, subject: SubjectIdentity, restricted: bool) -> int:
+        """Case files are only ever kept as evidence, which Art. 18(2) allows."""
+        return 0
+
+    def object(self, session: Session, subject: SubjectIdentity, activity_id: str) -> int:
+        """The basis is a legal obligation (Arts. 12 and 5(2)): no objection applies."""
+        return 0
+
+
+class RightsCaseStore:
+    """Closed case files past the register's period are deleted with their timeline."""
+
+    store_id = "rights_request"
+    triggers = frozenset({RetentionTrigger.case_closed})
+    actions = frozenset({RetentionAction.delete})
+
+    def oldest(self, session: Session, trigger: RetentionTrigger) -> dt.datetime | None:
+        return session.scalar(select(func.min(RightsCase.closed_at)))
+
+    def count_due(self, session: Session, trigger: RetentionTrigger, cutoff: dt.datetime) -> int:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(RightsCase)
+                .where(RightsCase.closed_at.is_not(None), RightsCase.closed_at < cutoff)
+            )
+            or 0
+        )
+
+    def purge_chunk(
+        self,
+        session: Session,
+        trigger: RetentionTrigger,
+        action: RetentionAction,
+        cutoff: dt.datetime,
+        limit: int,
+    ) -> int:
+        if action is not RetentionAction.delete:
+            raise ValueError(f"rights case files cannot {action}")
+        ids = due_keys(
+            session,
+            RightsCase.id,
+            RightsCase.closed_at,
+            cutoff,
+            limit,
+            RightsCase.closed_at.is_not(None),
+        )
+        return remove_cases(session, ids)
