@@ -144,14 +144,15 @@ def test_publish_versions_and_retention_share_the_database(settings: Settings) -
     assert all(r["last_run"] for r in rows)
     states = {r["activity"]: r["state"] for r in rows}
     # built stores: the audit chain (holding the publication's entry), the connection log,
-    # admin accounts, consent records, forms and analytics hits (empty here); the others come
-    # with later capabilities
+    # admin accounts, consent records, forms, analytics hits and rights cases (empty here); the
+    # others come with later capabilities
     assert states.pop("audit_trail") == "within limit"
     assert states.pop("connection_log") == "empty"
     assert states.pop("admin_accounts") == "empty"
     assert states.pop("consent_records") == "empty"
     assert states.pop("contact_forms") == "empty"
     assert states.pop("audience_measurement") == "empty"
+    assert states.pop("rights_requests") == "empty"
     assert set(states.values()) == {"not implemented"}
 
 

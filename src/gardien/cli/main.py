@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
     from rich.table import Table
 
+    from gardien.rights.models import RightsCase
+    from gardien.rights.service import Desk
+    from gardien.security.audit import Actor
+    from gardien.storage.subjects import SubjectIdentity
+
 app = typer.Typer(
     help="Gardien: a privacy policy that runs.",
     no_args_is_help=True,
@@ -746,3 +751,217 @@ def rights_due_date(
     else:
         why += f", a working day in {result.country}"
     sys.stdout.write(f"{result.due.isoformat()}\n{why}.\n")
+
+
+# -- rights: fulfilling a verified request -------------------------------------------------------
+
+
+def _cli_operator() -> Actor:
+    """The actor of the timeline and audit entries written by ``gardien rights``."""
+    from gardien.security.audit import Actor
+
+    return Actor("cli", "operator")
+
+
+EmailOption = Annotated[str | None, typer.Option("--email", help="The person's e-mail address.")]
+PhoneOption = Annotated[
+    str | None,
+    typer.Option(
+        "--phone",
+        help="The person's phone number (E.164, or national in the operator's country).",
+    ),
+]
+ConsentIdOption = Annotated[
+    str | None, typer.Option("--consent-id", help="The consent id shown in the cookie panel.")
+]
+VisitorIdOption = Annotated[
+    str | None, typer.Option("--visitor-id", help="An analytics visitor id or user id.")
+]
+IpOption = Annotated[
+    str | None, typer.Option("--ip", help="An IP address the person used (with --since/--until).")
+]
+SinceOption = Annotated[
+    str | None, typer.Option("--since", metavar="YYYY-MM-DD", help="Start of the IP's period.")
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option("--until", metavar="YYYY-MM-DD", help="End of the IP's period (inclusive)."),
+]
+
+
+def _cli_subject(
+    email: str | None,
+    phone: str | None,
+    consent_id: str | None,
+    visitor_id: str | None,
+    ip: str | None,
+    since: str | None,
+    until: str | None,
+) -> SubjectIdentity:
+    """The person's identity from the command line, validated as the forms validate it and
+    before the database is touched: every problem is one line and exit 2, with nothing
+    written. The value itself is never echoed."""
+    import ipaddress
+
+    import phonenumbers
+    from email_validator import EmailNotValidError, validate_email
+
+    from gardien.storage.subjects import SubjectIdentity
+
+    register = read_register(settings().register_file)
+    problems: list[str] = []
+    if email is not None:
+        try:
+            email = validate_email(email.strip(), check_deliverability=False).normalized
+        except EmailNotValidError:
+            problems.append("--email: not a valid e-mail address")
+    if phone is not None:
+        region = register.operator.addresses[0].country
+        try:
+            number = phonenumbers.parse(phone.strip(), region)
+            if not phonenumbers.is_valid_number(number):
+                raise ValueError
+            phone = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        except (phonenumbers.NumberParseException, ValueError):
+            problems.append(f"--phone: not a valid phone number (in {region} or with +country)")
+    if ip is not None:
+        try:
+            ip = str(ipaddress.ip_address(ip.strip()))
+        except ValueError:
+            problems.append("--ip: not an IP address")
+    period = None
+    if since is not None or until is not None:
+        start = _day(since, "--since") if since else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        end = _day(until, "--until") if until else dt.datetime.now(dt.UTC)
+        assert start is not None
+        assert end is not None
+        end = end + dt.timedelta(days=1)
+        if end <= start:
+            problems.append("--until: must not be before --since")
+        period = (start, end)
+    for name, value in (("--consent-id", consent_id), ("--visitor-id", visitor_id)):
+        if value is not None and not value.strip():
+            problems.append(f"{name}: empty")
+    if problems:
+        fail(problems)
+    if not any((email, phone, consent_id, visitor_id, ip)):
+        fail("give at least one identifier: --email, --phone, --consent-id, --visitor-id or --ip")
+    return SubjectIdentity(
+        email=email,
+        phone=phone,
+        consent_id=consent_id.strip() if consent_id else None,
+        visitor_id=visitor_id.strip() if visitor_id else None,
+        ip_address=ip,
+        period=period,
+    )
+
+
+def _open_cli_case(
+    state: State, subject: SubjectIdentity, rights: list[str], language: str | None = None
+) -> tuple[Desk, RightsCase]:
+    """Open the case in a transaction of its own, so it stays visible whatever follows."""
+    from gardien.rights.service import Desk, open_case
+    from gardien.storage.database import unit_of_work
+
+    desk = Desk(state.register, state.providers)
+    with unit_of_work(state.sessions) as session:
+        case = open_case(
+            session,
+            desk,
+            subject,
+            rights,
+            channel="cli",
+            now=state.clock.now(),
+            actor=_cli_operator(),
+            language=language,
+        )
+    return desk, case
+
+
+@rights_app.command("export")
+def rights_export(
+    out_file: Annotated[
+        Path, typer.Option("--out", metavar="FILE.zip", help="Where to write the package.")
+    ],
+    email: EmailOption = None,
+    phone: PhoneOption = None,
+    consent_id: ConsentIdOption = None,
+    visitor_id: VisitorIdOption = None,
+    ip: IpOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    lang: Annotated[Lang | None, typer.Option(help="The person's language.")] = None,
+    portability: Annotated[
+        bool,
+        typer.Option(
+            "--portability/--no-portability",
+            help="Add the Art. 20 portability files (consent- or contract-based data).",
+        ),
+    ] = True,
+) -> None:
+    """Answer a verified access request: open a case, write the package (HTML, JSON, CSV,
+    the Art. 15 information), print the case reference and the package path as JSON."""
+    from gardien.rights.models import RightsCase
+    from gardien.rights.service import add_event, close_case, export_package, subject_of
+    from gardien.storage.database import unit_of_work
+
+    if not out_file.parent.is_dir():
+        fail(f"--out: the directory {out_file.parent} does not exist")
+    subject = _cli_subject(email, phone, consent_id, visitor_id, ip, since, until)
+    rights = ["access", "portability"] if portability else ["access"]
+    with running() as state:
+        desk, case = _open_cli_case(state, subject, rights, lang.value if lang else None)
+        operator = _cli_operator()
+        with unit_of_work(state.sessions) as session:
+            case = session.get_one(RightsCase, case.id)
+            now = state.clock.now()
+            package = export_package(session, desk, case, subject_of(case), now=now, actor=operator)
+            if not package.failures:
+                out_file.write_bytes(package.content)
+                add_event(session, case, now, operator, "package_written")
+                close_case(session, case, now, operator, "answered")
+        written = not package.failures
+        document = {
+            "case": case.reference,
+            "status": case.status,
+            "due_date": case.due_at.isoformat(),
+            "package": str(out_file.resolve()) if written else None,
+            "sha256": package.sha256 if written else None,
+            "found": {name: found.total for name, found in package.found.items()},
+            "failed": [f.store for f in package.failures],
+        }
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    if not written:
+        raise typer.Exit(1)
+
+
+@rights_app.command("erase")
+def rights_erase(
+    email: EmailOption = None,
+    phone: PhoneOption = None,
+    consent_id: ConsentIdOption = None,
+    visitor_id: VisitorIdOption = None,
+    ip: IpOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: erasure cannot be undone.")] = False,
+) -> None:
+    """Answer a verified erasure request: open a case, erase the person from every store
+    (each all or nothing), apply the register's exceptions, print the receipt as JSON."""
+    from gardien.rights.models import RightsCase
+    from gardien.rights.service import erase, subject_of
+    from gardien.storage.database import unit_of_work
+
+    if not yes:
+        fail("erasure cannot be undone: add --yes to confirm")
+    subject = _cli_subject(email, phone, consent_id, visitor_id, ip, since, until)
+    with running() as state:
+        desk, case = _open_cli_case(state, subject, ["erasure"])
+        with unit_of_work(state.sessions) as session:
+            case = session.get_one(RightsCase, case.id)
+            receipt = erase(
+                session, desk, case, subject_of(case), now=state.clock.now(), actor=_cli_operator()
+            )
+    sys.stdout.write(json.dumps({"case": case.reference, "receipt": receipt}, indent=2) + "\n")
+    if not receipt["complete"]:
+        raise typer.Exit(1)
