@@ -17,6 +17,7 @@ from bench import (
     consent_size,
     crypto,
     forms,
+    rights,
     startup,
     throughput,
 )
@@ -31,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[], list[Verdict]]] = {
     "consent_records": consent_records.run,
     "forms": forms.run,
     "analytics": analytics.run,
+    "rights": rights.run,
 }
 
 
