@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import sqlite3
@@ -17,6 +18,7 @@ from gardien.consent.records import verify_chain as verify_consent_chain
 from gardien.consent.store import ConsentProvider
 from gardien.deps import State
 from gardien.models import metadata
+from gardien.register.schema import LegalHold
 from gardien.rights.models import RightsCase
 from gardien.rights.service import Desk, erase, export_package, open_case, subject_of, timeline
 from gardien.runtime import domain_providers
@@ -278,3 +280,40 @@ def test_a_failing_store_leaves_the_case_open_with_the_failure_in_its_timeline(
         assert events[-1].kind == "left_open"
         assert all(IP not in (e.detail or "") for e in events)
         assert ConnectionLogProvider().find(session, seeded.subject).total == 2
+
+
+def test_a_legal_hold_in_the_register_keeps_the_records_and_says_why(seeded: Seeded) -> None:
+    state = seeded.state
+    activities = [
+        activity.model_copy(
+            update={
+                "legal_holds": [
+                    LegalHold(
+                        reason="litigation 2026/17",
+                        owner="dpo@cegedim-rx.ro",
+                        expires=dt.date(2027, 1, 1),
+                    )
+                ]
+            }
+        )
+        if activity.id == "contact_forms"
+        else activity
+        for activity in state.register.activities
+    ]
+    register = state.register.model_copy(update={"activities": activities})
+    case_id = opened(state, seeded.subject, ["erasure"])
+    with unit_of_work(state.sessions) as session:
+        case = session.get_one(RightsCase, case_id)
+        receipt = erase(
+            session,
+            Desk(register, state.providers),
+            case,
+            subject_of(case),
+            now=state.clock.now(),
+            actor=DPO,
+        )
+    forms = next(s for s in receipt["stores"] if s["store"] == "contact_forms")
+    assert (forms["matched"], forms["erased"], forms["kept"]) == (1, 0, 1)
+    assert "litigation 2026/17" in forms["kept_reason"] and "17(3)(e)" in forms["kept_reason"]
+    assert receipt["requery"]["contact_forms"] == 1 and receipt["nothing_left"] is True
+    assert receipt["requery"]["audience_measurement"] == 0  # the rest is still erased
