@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import LargeBinary, event, inspect, select, type_coerce
+from sqlalchemy.exc import StatementError
 from starlette.types import Receive, Scope, Send
 
 from gardien.app import create_app
 from gardien.config import Settings
 from gardien.deps import State
+from gardien.models import metadata
 from gardien.register.schema import RetentionTrigger
 from gardien.retention.models import PurgeReceipt
 from gardien.retention.service import run_retention
@@ -33,7 +36,8 @@ from gardien.security.connection_log import (
     declares_fingerprint,
     top_sources,
 )
-from gardien.security.crypto import blind_index
+from gardien.security.crypto import KeyRing, Sealed, blind_index, ring
+from gardien.security.rotation import reencrypt
 from gardien.storage.clock import FrozenClock
 from gardien.storage.groupcommit import GroupCommit
 from gardien.storage.subjects import SubjectIdentity, SubjectProvider
@@ -123,6 +127,56 @@ def test_one_row_per_request_ip_encrypted_no_query_string(
             assert bytes(blob).startswith(b"\x01")  # a Gardien ciphertext
         stored_paths = session.scalars(select(ConnectionLogEntry.path)).all()
     assert all("?" not in p and "alice" not in p for p in stored_paths)
+
+
+def stored_ips(state: State) -> list[bytes]:
+    with state.sessions() as session:
+        query = select(type_coerce(ConnectionLogEntry.ip, LargeBinary)).order_by(
+            ConnectionLogEntry.id
+        )
+        return [bytes(blob) for blob in session.scalars(query)]
+
+
+def test_an_address_is_sealed_once_per_data_key_and_rotates_like_any_value(
+    visitor: TestClient, log_table: State
+) -> None:
+    for _ in range(3):
+        visitor.get("/privacy")
+    first_key = KeyRing.key_id_of(stored_ips(log_table)[0])
+    new_key = log_table.keys.add_key("data")
+    visitor.get("/privacy")
+
+    blobs = stored_ips(log_table)
+    # One ciphertext per address and key: equal rows show no more than their blind index does.
+    assert blobs[0] == blobs[1] == blobs[2]
+    assert KeyRing.key_id_of(blobs[3]) == new_key != first_key
+    assert [e.ip for e in entries(log_table)] == [VISITOR] * 4
+
+    assert reencrypt(log_table.sessions, ring(), metadata) >= 3
+    assert {KeyRing.key_id_of(blob) for blob in stored_ips(log_table)} == {new_key}
+    assert [e.ip for e in entries(log_table)] == [VISITOR] * 4
+
+
+def test_a_stale_key_ring_is_refreshed_before_an_address_is_reused(
+    visitor: TestClient, log_table: State
+) -> None:
+    visitor.get("/privacy")
+    keys = ring()
+    keys.loaded_at -= keys.max_age + 1  # as if the last refresh were long ago
+    visitor.get("/privacy")
+    first, second = stored_ips(log_table)
+    assert second != first  # sealed afresh, through the ring
+    assert time.monotonic() - keys.loaded_at < keys.max_age  # which reloaded its keys
+    assert [e.ip for e in entries(log_table)] == [VISITOR] * 2
+
+
+def test_a_value_sealed_for_another_column_is_refused(log_table: State) -> None:
+    sealed = Sealed(ring().encrypt(VISITOR, "forms.email"), "forms.email")
+    row = {"at": log_table.clock.now(), "ip": sealed, "method": "GET", "path": "/"}
+    insert = connection_log.insert().values(**row, status=200, latency_ms=0.0)
+    with log_table.engine.connect() as connection, pytest.raises(StatementError, match="sealed"):
+        connection.execute(insert)  # it would never decrypt as connection_log.ip
+    assert entries(log_table) == []
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # reads the SQLite files

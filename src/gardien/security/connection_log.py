@@ -18,7 +18,7 @@ import datetime as dt
 import ipaddress
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -40,7 +40,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gardien.register.schema import Register, RetentionAction, RetentionTrigger
 from gardien.retention.stores import due_keys
-from gardien.security.crypto import BlindIndex, Encrypted, blind_index, blind_lookups, ring
+from gardien.security.crypto import (
+    BlindIndex,
+    Encrypted,
+    KeyRing,
+    Sealed,
+    blind_index,
+    blind_lookups,
+    ring,
+)
 from gardien.storage.base import PERSONAL_DATA, Base
 from gardien.storage.clock import Clock, SystemClock
 from gardien.storage.groupcommit import GroupCommit
@@ -144,13 +152,6 @@ def client_ip(scope: Scope) -> str | None:
         return None
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return cast(bytes, value).decode("latin-1")[:TEXT_LIMIT]
-    return None
-
-
 def matches_prefix(path: str, prefixes: Iterable[str]) -> bool:
     """``/static/`` covers everything under it; ``/healthz`` covers itself and below only."""
     for prefix in prefixes:
@@ -163,34 +164,65 @@ def matches_prefix(path: str, prefixes: Iterable[str]) -> bool:
 
 
 class _Addresses:
-    """Each peer's canonical address and blind index, computed once rather than per request.
+    """Each peer's sealed address and blind index, computed once rather than per request.
 
-    A busy client sends many requests; parsing its address and computing the HMAC every time
-    would be most of the log's cost on the event loop. Entries are kept per active index key,
-    so a key rotation starts afresh, and the table is emptied when it grows past ``limit``.
-    It lives in process memory only, like the request that brought the address.
+    A busy client sends many requests; parsing its address, encrypting it and computing the
+    HMAC every time would be most of the log's cost. So each address is encrypted once per
+    data key, and every row from it stores that same ciphertext (a ``Sealed`` value the
+    column stores as it is). That reveals nothing the blind index next to it does not already
+    reveal, which is which rows share an address. Re-using the nonce is safe for the same
+    reason: under AES-GCM a repeated nonce leaks only when it seals two *different*
+    plaintexts, and each cached nonce only ever seals its one address. Decryption and key
+    rotation see ordinary ciphertext.
+
+    An entry is used only while the keys it was made with are the active ones and the key
+    ring is fresh (read within its ``max_age``): otherwise the lookup goes through the ring,
+    which reloads, so a key another instance rotated in is picked up as promptly as if every
+    row were encrypted afresh. The table is emptied when the keys change or it grows past
+    ``limit``. It lives in process memory only, like the request that brought the address.
     """
 
     def __init__(self, limit: int = 10_000) -> None:
         self.limit = limit
+        self._data_key: str | None = None
         self._index_key: str | None = None
-        self._known: dict[str, tuple[str | None, str | None]] = {}
+        self._known: dict[str, tuple[Sealed | None, str | None]] = {}
 
-    def lookup(self, host: str) -> tuple[str | None, str | None]:
-        index_key = ring().active_index
-        if index_key != self._index_key:
-            self._known.clear()
-            self._index_key = index_key
+    def lookup(self, host: str) -> tuple[Sealed | None, str | None]:
+        keys = ring()
         known = self._known.get(host)
-        if known is None:
-            try:
-                ip: str | None = canonical_ip(host)
-            except ValueError:
-                ip = None  # a Unix socket or a test client: not an address of anyone
-            known = (ip, blind_index(ip, IP_INDEX_CONTEXT, "ip") if ip else None)
-            if len(self._known) >= self.limit:
-                self._known.clear()
-            self._known[host] = known
+        if (
+            known is not None
+            and keys.active_data == self._data_key
+            and keys.active_index == self._index_key
+            and time.monotonic() - keys.loaded_at <= keys.max_age
+        ):
+            return known
+        return self._miss(host, keys)
+
+    def _miss(self, host: str, keys: KeyRing) -> tuple[Sealed | None, str | None]:
+        try:
+            ip: str | None = canonical_ip(host)
+        except ValueError:
+            ip = None  # a Unix socket or a test client: not an address of anyone
+        if ip is None:
+            known: tuple[Sealed | None, str | None] = (None, None)
+        else:
+            # Through the ring, which reloads first when its keys are due for a refresh.
+            index = blind_index(ip, IP_INDEX_CONTEXT, "ip")
+            blob = keys.encrypt(ip, IP_CONTEXT)
+            if (
+                index.partition(":")[0] != keys.active_index
+                or KeyRing.key_id_of(blob) != keys.active_data
+            ):
+                return (Sealed(blob, IP_CONTEXT), index)  # keys changed midway: not kept
+            known = (Sealed(blob, IP_CONTEXT), index)
+        if keys.active_data != self._data_key or keys.active_index != self._index_key:
+            self._known.clear()
+            self._data_key, self._index_key = keys.active_data, keys.active_index
+        if len(self._known) >= self.limit:
+            self._known.clear()
+        self._known[host] = known
         return known
 
 
@@ -219,6 +251,9 @@ class ConnectionLog:
         self.skip = tuple(skip)
         self.fingerprints = fingerprints
         self._addresses = _Addresses()
+        # ``matches_prefix`` as one set lookup and one ``startswith``, checked on every request.
+        self._skip_paths = frozenset(p[:-1] if p.endswith("/") else p for p in self.skip)
+        self._skip_trees = tuple(p if p.endswith("/") else p + "/" for p in self.skip)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._skipped(scope):
@@ -229,21 +264,28 @@ class ConnectionLog:
         responded = False
         failed = False
 
-        async def logged_send(message: Message) -> None:
-            nonlocal responded, failed
-            if failed:
-                return  # a 503 went out instead; the application's body goes nowhere
-            if message["type"] == "http.response.start" and not responded:
-                responded = True
-                row = self._row(scope, at, int(message["status"]), started)
-                try:
-                    await self.writer.write(connection_log, row)
-                except Exception as exc:  # noqa: BLE001 - fail closed, whatever the cause
-                    failed = True
-                    log.error("connection log write failed", extra={"error": type(exc).__name__})
-                    await _unavailable(send)
-                    return
+        async def start_after_row(message: Message) -> None:
+            nonlocal failed
+            row = self._row(scope, at, int(message["status"]), started)
+            try:
+                await self.writer.write(connection_log, row)
+            except Exception as exc:  # noqa: BLE001 - fail closed, whatever the cause
+                failed = True
+                log.error("connection log write failed", extra={"error": type(exc).__name__})
+                await _unavailable(send)
+                return
             await send(message)
+
+        def logged_send(message: Message) -> Awaitable[None]:
+            # Not a coroutine itself: every message but the first is handed to ``send`` as
+            # it is, without a coroutine of its own per message.
+            nonlocal responded
+            if failed:
+                return _dropped()  # a 503 went out instead; the application's body goes nowhere
+            if responded or message["type"] != "http.response.start":
+                return send(message)
+            responded = True
+            return start_after_row(message)
 
         try:
             await self.app(scope, receive, logged_send)
@@ -261,22 +303,31 @@ class ConnectionLog:
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
-        return matches_prefix(path, self.skip)
+        return path in self._skip_paths or path.startswith(self._skip_trees)
 
     def _row(self, scope: Scope, at: dt.datetime, status: int, started: float) -> dict[str, object]:
         client = scope.get("client")
         ip, ip_index = self._addresses.lookup(str(client[0])) if client else (None, None)
+        user_agent = None
+        for key, value in scope.get("headers", ()):
+            if key == b"user-agent":
+                user_agent = value.decode("latin-1")[:TEXT_LIMIT]
+                break
         return {
             "at": at,
             "ip": ip,
             "ip_index": ip_index,
-            "user_agent": _header(scope, b"user-agent"),
-            "method": str(scope["method"])[:16],
-            "path": str(scope["path"])[:TEXT_LIMIT],
+            "user_agent": user_agent,
+            "method": scope["method"][:16],
+            "path": scope["path"][:TEXT_LIMIT],
             "status": status,
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
             "fingerprint": fingerprint(scope) if self.fingerprints else None,
         }
+
+
+async def _dropped() -> None:
+    return None
 
 
 async def _unavailable(send: Send) -> None:

@@ -9,7 +9,9 @@ index key of its own, stored as ``key id:digest`` so an index key can be rotated
 try every live index key.
 
 A model declares a field once: ``mapped_column(Encrypted("admin_user.email"))`` and, when it
-must be searchable, a ``BlindIndex`` column next to it; this module does the rest.
+must be searchable, a ``BlindIndex`` column next to it; this module does the rest. A hot path
+that stores the same value many times may encrypt it once and hand the column a ``Sealed``
+value, which is stored as it is (the connection log does, for its reasons).
 """
 
 from __future__ import annotations
@@ -175,6 +177,16 @@ def ring() -> KeyRing:
     return _ring
 
 
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A value ``KeyRing.encrypt`` already sealed for the column ``context``: an ``Encrypted``
+    column stores ``blob`` unchanged instead of encrypting again. It decrypts like any other
+    value and is moved to a new key by rotation like any other."""
+
+    blob: bytes
+    context: str
+
+
 class Encrypted(TypeDecorator[str]):
     """A personal text field, stored encrypted; ``context`` (``table.column``) binds it."""
 
@@ -186,9 +198,14 @@ class Encrypted(TypeDecorator[str]):
         super().__init__()
         self.context = context
 
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
+    def process_bind_param(self, value: str | Sealed | None, dialect: Dialect) -> bytes | None:
         if value is None:
             return None
+        if isinstance(value, Sealed):
+            if value.context != self.context:
+                # Sealed for another column: it would never decrypt here.
+                raise ValueError(f"a value sealed for {value.context} given to {self.context}")
+            return value.blob
         return ring().encrypt(value, self.context)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
