@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, event, func, select
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    select,
+)
 
 from gardien.deps import State
+from gardien.storage.base import UTCDateTime
 from gardien.storage.database import READ_ONLY
-from gardien.storage.groupcommit import GroupCommit, GroupCommitError, WriterStopped
+from gardien.storage.groupcommit import (
+    GroupCommit,
+    GroupCommitError,
+    WriterStopped,
+    _bind_processor,
+)
 
 probe_metadata = MetaData()
 probe = Table(
@@ -318,3 +336,52 @@ def test_failures_and_successes_reach_each_of_several_loops(
     assert all(e in ([], ["GroupCommitError"]) for e in errors.values())
     stored = labels(engine)
     assert len(stored) == 31 and stored.count("shared") == 1
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "postgresql+psycopg://"])
+def test_utc_timestamps_bind_exactly_as_sqlalchemy_binds_them(url: str) -> None:
+    """The writer's shortcut for UTC values stores what the generic conversion would."""
+    dialect = create_engine(url).dialect  # connects nowhere
+    column: Column[dt.datetime] = Column("at", UTCDateTime())
+    generic = column.type.dialect_impl(dialect).bind_processor(dialect)
+    shortcut = _bind_processor(column, dialect)
+    assert generic is not None and shortcut is not None and shortcut is not generic
+    paris = dt.timezone(dt.timedelta(hours=2))
+    for value in (
+        dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC),  # no microseconds
+        dt.datetime(2026, 3, 1, 12, 0, 0, 7, tzinfo=dt.UTC),
+        dt.datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),  # a three-digit year
+        dt.datetime(2026, 3, 1, 14, 0, 0, 123456, tzinfo=paris),  # converted, as before
+    ):
+        assert shortcut(value) == generic(value)
+    with pytest.raises(ValueError, match="naive"):
+        shortcut(dt.datetime(2026, 3, 1, 12, 0, 0))
+
+
+def test_timestamps_round_trip_through_the_writer(engine: Engine) -> None:
+    times_metadata = MetaData()
+    times = Table(
+        "group_commit_times",
+        times_metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("at", UTCDateTime(), nullable=False),
+    )
+    times_metadata.create_all(engine)
+    moments = [
+        dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 1, 14, 0, 1, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    ]
+    writer = GroupCommit(engine, name="test-group-commit-times")
+
+    async def scenario() -> None:
+        await asyncio.gather(*(writer.write(times, {"at": at}) for at in moments))
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        writer.stop()
+    with engine.connect() as connection:
+        stored = list(connection.scalars(select(times.c.at).order_by(times.c.at)))
+    assert stored == sorted(moments)
+    assert all(at.tzinfo is not None for at in stored)

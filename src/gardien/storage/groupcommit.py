@@ -28,6 +28,7 @@ data.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import logging
 import queue
@@ -36,8 +37,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import Column, Connection, Engine, Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from gardien.storage.base import UTCDateTime
 
 log = logging.getLogger("gardien.groupcommit")
 
@@ -209,9 +213,11 @@ class GroupCommit:
     def _add(self, table: Table, row: Row) -> tuple[_Batch, int]:
         loop = asyncio.get_running_loop()
         with self._lock:
-            self._start_locked()
             batch = self._open.get(loop)
             if batch is None:
+                # Once per batch, not per row: a batch that is still open proves the writer
+                # was running (and not stopped) a moment ago, and ``stop`` hands it over.
+                self._start_locked()
                 batch = self._open[loop] = _Batch(loop)
                 loop.call_soon(self._hand, batch)  # at the end of this turn of the loop
             items = batch.items
@@ -351,20 +357,27 @@ class _InsertPlan:
 
     The writer runs on the same interpreter as the event loop, so every microsecond it spends
     per row is taken from requests, and every call that releases the GIL costs a hand-over
-    with the busy loop thread. Hence, where the driver allows it, the INSERT is rendered once
-    and values go through the columns' own bind processors (the same ones SQLAlchemy applies:
-    encryption, UTC conversion) straight to the driver: on SQLite one multi-row ``VALUES``
-    statement per batch (one step into the library instead of one per row), on PostgreSQL
-    one ``executemany`` (psycopg pipelines it into one round trip). Any other case, such as a
-    column whose Python-side default the row leaves out, goes through ``Table.insert()``.
+    with the busy loop thread. Hence, where the driver allows it, the statement is rendered
+    once and values go through the columns' own bind processors (the same ones SQLAlchemy
+    applies: encryption, UTC conversion) straight to the driver: on SQLite one multi-row
+    ``VALUES`` statement per batch (one step into the library instead of one per row), on
+    PostgreSQL one ``COPY ... FROM STDIN`` (rows go out in one stream; per row it costs a
+    third of what ``executemany`` does at 64 rows) or, for a single row, one ``INSERT``. Any
+    other case, such as a column whose Python-side default the row leaves out, goes through
+    ``Table.insert()``.
+
+    UTC timestamps, the one value every row carries, skip the generic conversion when they
+    are already in UTC: the same text (SQLite) or value (PostgreSQL) is stored, for a third
+    of the work.
     """
 
     def __init__(self, table: Table, keys: tuple[str, ...], engine: Engine) -> None:
         dialect = engine.dialect
         self.table = table
         self.keys = keys
+        self.dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
         columns = [table.c[key] for key in keys]
-        self.processors = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+        self.processors = [_bind_processor(c, dialect) for c in columns]
         defaults_left_out = any(
             c.default is not None for c in table.columns if c.key not in set(keys)
         )
@@ -376,9 +389,12 @@ class _InsertPlan:
         elif dialect.name == "postgresql" and dialect.paramstyle in ("format", "pyformat"):
             self.style = "postgresql"
         quote = dialect.identifier_preparer
-        self.head = (
-            f"INSERT INTO {quote.format_table(table)} "  # noqa: S608 - quoted identifiers
-            f"({', '.join(quote.format_column(c) for c in columns)}) VALUES "
+        names = ", ".join(quote.format_column(c) for c in columns)
+        self.head = f"INSERT INTO {quote.format_table(table)} ({names}) VALUES "  # noqa: S608 - quoted
+        self.copy = (
+            f"COPY {quote.format_table(table)} ({names}) FROM STDIN"
+            if self.style == "postgresql" and dialect.driver == "psycopg"
+            else None
         )
         marker = "?" if self.style == "sqlite" else "%s"
         self.one_row = f"({', '.join([marker] * len(columns))})"
@@ -392,13 +408,32 @@ class _InsertPlan:
             return
         values = [self._values(row) for row in rows]
         if self.style == "postgresql":
-            connection.exec_driver_sql(self.head + self.one_row, values)
+            if self.copy is not None and len(values) > 1:
+                self._copy(connection, values)
+            else:
+                connection.exec_driver_sql(self.head + self.one_row, values)
             return
         step = self.rows_per_statement
         for start in range(0, len(values), step):
             chunk = values[start : start + step]
             flat = tuple(value for row in chunk for value in row)
             connection.exec_driver_sql(self._statement(len(chunk)), flat)
+
+    def _copy(self, connection: Connection, values: list[tuple[object, ...]]) -> None:
+        """``COPY`` on the driver's own connection, inside the batch's transaction (psycopg
+        opens it with the first statement; SQLAlchemy's ``COMMIT`` ends it)."""
+        driver_connection: Any = connection.connection.dbapi_connection
+        assert self.copy is not None
+        try:
+            with driver_connection.cursor() as cursor, cursor.copy(self.copy) as copy:
+                for row in values:
+                    copy.write_row(row)
+        except self.dbapi_error as exc:
+            # The same exception SQLAlchemy would raise, so failures are told apart as for
+            # any other statement (a row's constraint, or a database that is down).
+            raise DBAPIError.instance(
+                self.copy, None, exc, self.dbapi_error, dialect=connection.dialect
+            ) from exc
 
     def _values(self, row: Row) -> tuple[object, ...]:
         # Rows of one plan were grouped by their exact key order, so values line up.
@@ -412,6 +447,31 @@ class _InsertPlan:
         if sql is None:
             sql = self._sql[count] = self.head + ", ".join([self.one_row] * count)
         return sql
+
+
+def _bind_processor(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The column's bind processor; for a ``UTCDateTime`` one with a fast path for values
+    already in UTC, which stores exactly what the generic one would."""
+    generic = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if not isinstance(column.type, UTCDateTime) or generic is None:
+        return generic
+    convert = generic
+    if dialect.name == "sqlite":
+
+        def to_text(value: Any) -> Any:
+            # isoformat pads exactly like SQLAlchemy's SQLite format: "YYYY-MM-DD HH:MM:SS.ffffff"
+            if value.__class__ is dt.datetime and value.tzinfo is dt.UTC:
+                return value.isoformat(" ", "microseconds")[:26]
+            return convert(value)
+
+        return to_text
+
+    def as_is(value: Any) -> Any:
+        if value.__class__ is dt.datetime and value.tzinfo is dt.UTC:
+            return value
+        return convert(value)
+
+    return as_is
 
 
 def _error_code(exc: BaseException) -> str | None:
