@@ -3,10 +3,12 @@
 Rows are claimed in one short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
 several instances share the work without sending a row twice; SQLite's single writer gives the
 same on one machine), marked ``sending`` for ``CLAIM_TTL``, and sent outside any transaction.
-Each outcome is then recorded in its own transaction. A sender that dies leaves its rows
-``sending`` until the claim expires, and another sender takes them over: delivery is
-at-least-once, and a duplicate (same Message-ID) can only follow a crash between the server's
-acceptance and the commit.
+The claim also reads the submissions the messages are about; each message is built from its
+submission just before it is handed over (``mail.render``), so the visitor's round trip never
+pays for it, and every attempt builds the same message. Each outcome is then recorded in its
+own transaction. A sender that dies leaves its rows ``sending`` until the claim expires, and
+another sender takes them over: delivery is at-least-once, and a duplicate (same Message-ID)
+can only follow a crash between the server's acceptance and the commit.
 
 Failures wait ``FIRST_RETRY × 2^(attempts-1)`` (at most ``LONGEST_WAIT``) and the row is
 ``dead`` after ``MAX_ATTEMPTS``; the admin can send it again (``retry_dead``). Logs and
