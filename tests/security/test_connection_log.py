@@ -8,13 +8,12 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import LargeBinary, event, inspect, select, type_coerce
+from sqlalchemy import LargeBinary, inspect, select, type_coerce
 from sqlalchemy.exc import StatementError
 from starlette.types import Receive, Scope, Send
 
@@ -245,11 +244,11 @@ def test_concurrent_requests_share_commits(log_table: State, writer: GroupCommit
     app = ConnectionLog(hello, writer=writer, clock=log_table.clock)
     commits = 0
 
-    def count(_connection: Any) -> None:
+    def count() -> None:
         nonlocal commits
         commits += 1
 
-    event.listen(log_table.engine, "commit", count)
+    writer.before_commit = count
     requests = 200
 
     async def burst() -> list[int]:
@@ -260,10 +259,7 @@ def test_concurrent_requests_share_commits(log_table: State, writer: GroupCommit
             )
         return [r.status_code for r in responses]
 
-    try:
-        statuses = asyncio.run(burst())
-    finally:
-        event.remove(log_table.engine, "commit", count)
+    statuses = asyncio.run(burst())
     assert statuses == [200] * requests
     logged = entries(log_table)
     assert sorted(e.path for e in logged) == sorted(f"/page/{i}" for i in range(requests))

@@ -18,7 +18,6 @@ from sqlalchemy import (
     String,
     Table,
     create_engine,
-    event,
     func,
     select,
 )
@@ -72,35 +71,32 @@ def in_threads(target: Callable[[str], None], names: list[str]) -> None:
 
 
 class CommitGate:
-    """Holds the writer thread inside its first COMMIT until the test opens the gate.
+    """Holds the writer thread just before its first COMMIT until the test opens the gate.
 
-    SQLAlchemy's ``commit`` event fires just before the driver's commit, so while the gate is
-    shut the batch is written but not committed.
+    It is the writer's ``before_commit`` hook: while the gate is shut, the batch is written
+    (or, for a batch that is one statement, about to be) but not committed.
     """
 
-    def __init__(self, engine: Engine, thread_name: str) -> None:
-        self.engine = engine
-        self.thread_name = thread_name
+    def __init__(self, writer: GroupCommit) -> None:
+        self.writer = writer
         self.entered = threading.Event()
         self.opened = threading.Event()
         self.commits = 0
-        event.listen(engine, "commit", self._on_commit)
+        writer.before_commit = self._on_commit
 
-    def _on_commit(self, _connection: Any) -> None:
-        if threading.current_thread().name != self.thread_name:
-            return
+    def _on_commit(self) -> None:
         self.commits += 1
         self.entered.set()
         assert self.opened.wait(10), "the test never opened the gate"
 
     def close(self) -> None:
         self.opened.set()
-        event.remove(self.engine, "commit", self._on_commit)
+        self.writer.before_commit = None
 
 
 @pytest.fixture
-def gate(engine: Engine, writer: GroupCommit) -> Iterator[CommitGate]:
-    gate = CommitGate(engine, writer.name)
+def gate(writer: GroupCommit) -> Iterator[CommitGate]:
+    gate = CommitGate(writer)
     yield gate
     gate.close()
 
@@ -113,7 +109,7 @@ def test_a_waiter_is_released_only_after_commit(
         assert await asyncio.to_thread(gate.entered.wait, 10)
         done, _ = await asyncio.wait({waiter}, timeout=0.3)
         assert not done, "released before COMMIT returned"
-        assert labels(engine) == []  # written, not yet committed: nobody else sees it
+        assert labels(engine) == []  # not committed yet: nobody else sees it
         gate.opened.set()
         await asyncio.wait_for(waiter, 10)
         assert labels(engine) == ["first"]  # released: another connection sees the row
