@@ -16,10 +16,12 @@ transaction.
 
 One thread per process means one writer at a time, which is what SQLite allows anyway (the
 engine's ``BEGIN IMMEDIATE`` takes the write lock up front, so a request handler writing at the
-same moment queues behind the batch instead of failing). PostgreSQL is used the same way. On
-SQLite a batch that fits in one ``INSERT`` (one table, no chain) is that statement alone,
-which commits on its own: atomic and as durable as a COMMIT, without the BEGIN and COMMIT
-round trips, each of which costs the writer a wait for the GIL while the loop is busy.
+same moment queues behind the batch instead of failing). PostgreSQL is used the same way.
+A batch of one table without a chain is one statement that commits on its own (on SQLite an
+``INSERT`` on the writer's connection when the rows fit in one; on PostgreSQL a ``COPY`` or
+``INSERT`` on a driver connection of the writer's own in autocommit mode): atomic, and as
+durable once it returns as after a COMMIT, without the BEGIN and COMMIT round trips, each of
+which costs the writer a wait for the GIL while the loop is busy.
 
 A failed batch is retried row by row when the failure may come from one row (a constraint, a
 value the column refuses), so one bad row never fails its neighbours; a database that is down
@@ -38,11 +40,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Column, Connection, Engine, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from gardien.storage.base import UTCDateTime
 
@@ -146,6 +149,7 @@ class GroupCommit:
         self._connection: Connection | None = None
         self._plans: dict[tuple[Table, tuple[str, ...]], _InsertPlan] = {}
         self._chains: dict[Table, Chain] = {}
+        self._autocommit: PoolProxiedConnection | None = None
         self.before_commit: Callable[[], None] | None = None
         """Called in the writer thread once a batch is written and about to be committed (a
         single-statement batch commits with its statement: then just before it). Tests hold
@@ -325,9 +329,13 @@ class GroupCommit:
             plan = self._plan(table, keys)
             if len(groups) == 1 and table not in self._chains and plan.alone(connection, rows):
                 # One statement is its own transaction: no BEGIN and COMMIT around it, so the
-                # writer takes the GIL back once per batch instead of three times.
+                # writer takes the GIL back once or twice per batch instead of four times.
+                if plan.style == "postgresql":
+                    driver_connection = self._autocommit_connection()
+                else:
+                    driver_connection = connection.connection.dbapi_connection
                 self._before_commit()
-                plan.execute_alone(connection, rows)
+                plan.execute_alone(driver_connection, rows, connection.dialect)
             else:
                 with connection.begin():
                     for (table, keys), rows in groups.items():
@@ -351,6 +359,17 @@ class GroupCommit:
             plan = self._plans[(table, keys)] = _InsertPlan(table, keys, self.engine)
         return plan
 
+    def _autocommit_connection(self) -> Any:
+        """PostgreSQL: a driver connection of the writer's own in autocommit mode, kept out of
+        the pool (which must never hand out a connection that commits every statement)."""
+        if self._autocommit is None:
+            pooled = self.engine.raw_connection()
+            pooled.detach()
+            driver_connection: Any = pooled.dbapi_connection
+            driver_connection.autocommit = True
+            self._autocommit = pooled
+        return self._autocommit.dbapi_connection
+
     def _before_commit(self) -> None:
         if self.before_commit is not None:
             self.before_commit()
@@ -367,6 +386,12 @@ class GroupCommit:
         )
 
     def _close_connection(self) -> None:
+        autocommit, self._autocommit = self._autocommit, None
+        if autocommit is not None:
+            try:
+                autocommit.close()
+            except Exception:  # noqa: BLE001 - a broken connection is dropped either way
+                autocommit.invalidate()
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
@@ -432,7 +457,7 @@ class _InsertPlan:
         values = [self._values(row) for row in rows]
         if self.style == "postgresql":
             if self.copy is not None and len(values) > 1:
-                self._copy(connection, values)
+                self._copy(connection.connection.dbapi_connection, values, connection.dialect)
             else:
                 connection.exec_driver_sql(self.head + self.one_row, values)
             return
@@ -443,43 +468,49 @@ class _InsertPlan:
             connection.exec_driver_sql(self._statement(len(chunk)), flat)
 
     def alone(self, connection: Connection, rows: Sequence[Row]) -> bool:
-        """Whether ``rows`` can go as one statement committing on its own: on SQLite, when
-        they fit in one and the driver leaves transactions to the caller (as Gardien's
-        engine sets it up), so the statement is not wrapped in one it would leave open."""
+        """Whether ``rows`` can go as one statement committing on its own: on PostgreSQL
+        (psycopg) always, on the writer's autocommit connection; on SQLite when they fit in
+        one statement and the driver leaves transactions to the caller (as Gardien's engine
+        sets it up), so the statement is not wrapped in a transaction it would leave open."""
+        if self.style == "postgresql":
+            return self.copy is not None
         if self.style != "sqlite" or len(rows) > self.rows_per_statement:
             return False
         driver_connection: Any = connection.connection.dbapi_connection
         return driver_connection.isolation_level is None and not driver_connection.in_transaction
 
-    def execute_alone(self, connection: Connection, rows: Sequence[Row]) -> None:
-        """Insert ``rows`` in one statement, outside any transaction: it is atomic and, once
-        it returns, committed (SQLite's ``busy_timeout`` makes it wait for the write lock as
-        ``BEGIN IMMEDIATE`` would)."""
-        flat = tuple(value for row in rows for value in self._values(row))
-        sql = self._statement(len(rows))
-        driver_connection: Any = connection.connection.dbapi_connection
+    def execute_alone(self, driver_connection: Any, rows: Sequence[Row], dialect: Dialect) -> None:
+        """Insert ``rows`` in one statement on ``driver_connection``, outside any transaction:
+        it is atomic and, once it returns, committed (on SQLite ``busy_timeout`` makes it wait
+        for the write lock as ``BEGIN IMMEDIATE`` would)."""
+        values = [self._values(row) for row in rows]
+        if self.style == "postgresql" and len(values) > 1:
+            self._copy(driver_connection, values, dialect)
+            return
+        params: tuple[object, ...]
+        if self.style == "sqlite":
+            sql, params = self._statement(len(rows)), tuple(v for row in values for v in row)
+        else:
+            sql, params = self.head + self.one_row, values[0]
         try:
-            driver_connection.execute(sql, flat).close()
+            driver_connection.execute(sql, params).close()
         except self.dbapi_error as exc:
-            raise DBAPIError.instance(
-                sql, None, exc, self.dbapi_error, dialect=connection.dialect
-            ) from exc
+            raise DBAPIError.instance(sql, None, exc, self.dbapi_error, dialect=dialect) from exc
 
-    def _copy(self, connection: Connection, values: list[tuple[object, ...]]) -> None:
-        """``COPY`` on the driver's own connection, inside the batch's transaction (psycopg
-        opens it with the first statement; SQLAlchemy's ``COMMIT`` ends it)."""
-        driver_connection: Any = connection.connection.dbapi_connection
-        assert self.copy is not None
+    def _copy(
+        self, driver_connection: Any, values: list[tuple[object, ...]], dialect: Dialect
+    ) -> None:
+        """``COPY`` on the driver's connection: in the batch's transaction (psycopg opens it
+        with the first statement; SQLAlchemy's ``COMMIT`` ends it), or on its own."""
+        sql = cast(str, self.copy)
         try:
-            with driver_connection.cursor() as cursor, cursor.copy(self.copy) as copy:
+            with driver_connection.cursor() as cursor, cursor.copy(sql) as copy:
                 for row in values:
                     copy.write_row(row)
         except self.dbapi_error as exc:
             # The same exception SQLAlchemy would raise, so failures are told apart as for
             # any other statement (a row's constraint, or a database that is down).
-            raise DBAPIError.instance(
-                self.copy, None, exc, self.dbapi_error, dialect=connection.dialect
-            ) from exc
+            raise DBAPIError.instance(sql, None, exc, self.dbapi_error, dialect=dialect) from exc
 
     def _values(self, row: Row) -> tuple[object, ...]:
         # Rows of one plan were grouped by their exact key order, so values line up.
