@@ -32,6 +32,7 @@ from gardien.rights.deadlines import due_date
 from gardien.rights.models import RightsCase, RightsEvent
 from gardien.rights.provider import normalised_consent_id
 from gardien.security.audit import Actor, record
+from gardien.security.crypto import BlindIndex, blind_index
 from gardien.storage.subjects import (
     ErasureOutcome,
     FoundRecords,
@@ -141,8 +142,7 @@ def open_case(
 
 
 def _index(value: str | None, column: str) -> str | None:
-    from gardien.security.crypto import BlindIndex, blind_index
-
+    """The blind index of ``value`` for a column of the case, as its type declares it."""
     if not value:
         return None
     kind = RightsCase.__table__.c[column].type
