@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, select, union
 from sqlalchemy.orm import Session
 
 from gardien.analytics.blocks import (
@@ -113,12 +113,14 @@ class AnalyticsProvider:
             conditions.append(AnalyticsHit.consent_id_index.in_(lookups))
         if not conditions:
             return None
-        condition: ColumnElement[bool] = or_(*conditions)
         if subject.period is not None:
             start, end = subject.period
-            condition = condition & (AnalyticsHit.received_at >= start)
-            condition = condition & (AnalyticsHit.received_at < end)
-        return condition
+            within = (AnalyticsHit.received_at >= start) & (AnalyticsHit.received_at < end)
+            conditions = [condition & within for condition in conditions]
+        # One indexed lookup per identifier, not one OR: once SQLite has statistics it reads
+        # the mostly-NULL user_id_index as matching every row and scans the table for an OR.
+        ids = union(*(select(AnalyticsHit.id).where(condition) for condition in conditions))
+        return AnalyticsHit.id.in_(select(ids.subquery().c.id))
 
     def find(self, session: Session, subject: SubjectIdentity) -> FoundRecords:
         mine = self._mine(subject)
