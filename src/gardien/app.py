@@ -28,6 +28,7 @@ from gardien.forms.routes import router as forms_router
 from gardien.policy import service as policy_service
 from gardien.policy.routes import router as policy_router
 from gardien.retention.service import run_retention
+from gardien.rights.routes import router as rights_router
 from gardien.runtime import build_state
 from gardien.security import audit
 from gardien.security.admin import router as admin_router
@@ -156,6 +157,7 @@ def create_app(
     app.include_router(consent_admin_router)
     app.include_router(forms_router)
     app.include_router(forms_admin_router)
+    app.include_router(rights_router)
     app.include_router(admin_router)
     app.include_router(analytics_router)
     app.include_router(optout_router)

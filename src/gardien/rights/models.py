@@ -70,6 +70,9 @@ class RightsCase(Base):
     outcome: Mapped[str | None] = mapped_column(String(40), default=None)
     receipt: Mapped[str | None] = mapped_column(Text, default=None)
     """The erasure receipt as JSON (store names and counts, no personal value)."""
+    verified_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    """When the person proved they hold the e-mail address (the portal's one-time code);
+    ``None`` for a portal case still awaiting it (and for cases verified by the operator)."""
 
 
 class RightsEvent(Base):
@@ -85,3 +88,25 @@ class RightsEvent(Base):
     actor: Mapped[str] = mapped_column(String(80))
     kind: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class RightsVerification(Base):
+    """One one-time code sent for a portal case (a repeated request sends a new one).
+
+    Only keyed hashes are kept: of the code, and of the status-page token given at submission.
+    The code is single use, expires, and is locked after ``MAX_ATTEMPTS`` wrong tries."""
+
+    __tablename__ = "rights_verification"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("rights_case.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    code_hash: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    outbox_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    """The outbox row that carries the code (its text is dropped once the code is used)."""

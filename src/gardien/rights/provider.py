@@ -23,6 +23,7 @@ from gardien.rights.models import (
     VISITOR_ID_INDEX,
     RightsCase,
     RightsEvent,
+    RightsVerification,
 )
 from gardien.security.crypto import blind_lookups
 from gardien.storage.subjects import ErasureOutcome, FoundRecords, JsonScalar, SubjectIdentity
@@ -65,6 +66,7 @@ def remove_cases(session: Session, ids: list[int]) -> int:
     if not ids:
         return 0
     session.execute(delete(RightsEvent).where(RightsEvent.case_id.in_(ids)))
+    session.execute(delete(RightsVerification).where(RightsVerification.case_id.in_(ids)))
     session.execute(delete(RightsCase).where(RightsCase.id.in_(ids)))
     session.flush()
     return len(ids)
@@ -74,7 +76,7 @@ class RightsCaseProvider:
     """Finds and exports a person's case files; an erasure keeps them, stating why."""
 
     name = ACTIVITY
-    tables = frozenset({"rights_case", "rights_event"})
+    tables = frozenset({"rights_case", "rights_event", "rights_verification"})
 
     def find(self, session: Session, subject: SubjectIdentity) -> FoundRecords:
         count = session.scalar(
