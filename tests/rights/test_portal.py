@@ -12,10 +12,14 @@ from sqlalchemy import func, select
 
 from gardien.deps import State
 from gardien.forms.jobs import send_due
-from gardien.forms.models import OutboxMessage
+from gardien.forms.models import DisclosureEntry, OutboxMessage
+from gardien.retention.service import run_retention
 from gardien.rights import portal
 from gardien.rights.models import RightsCase, RightsEvent, RightsVerification
+from gardien.rights.portal import PORTAL_ACTOR
+from gardien.rights.service import close_case
 from gardien.storage.clock import FrozenClock
+from gardien.storage.database import unit_of_work
 from tests.forms.smtp import Mailbox, smtp_server, use_smtp
 from tests.forms.test_retention import submit_and_send
 from tests.rights.conftest import EMAIL
@@ -251,3 +255,19 @@ def test_an_unknown_reference_is_a_clear_error(client: TestClient) -> None:
     answer = verify(client, "GR-2026-00000000", "12345678")
     assert answer.status_code == 404
     assert "no request awaiting confirmation" in answer.text
+
+
+def test_a_purged_portal_case_takes_its_codes_and_their_e_mails_along(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    reference = reference_of(ask(client))
+    code, _ = deliver_code(state, clock)
+    assert verify(client, reference, code).status_code == 200
+    with unit_of_work(state.sessions) as session:
+        case = session.scalars(select(RightsCase).where(RightsCase.reference == reference)).one()
+        close_case(session, case, clock.now(), PORTAL_ACTOR, "answered")
+    clock.advance(dt.timedelta(days=3 * 365 + 10))
+    run_retention(state.sessions, state.register, state.stores, clock)
+    with state.sessions() as session:
+        for table in (RightsCase, RightsVerification, OutboxMessage, DisclosureEntry):
+            assert session.scalar(select(func.count()).select_from(table)) == 0, table

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from gardien.forms.models import DisclosureEntry, OutboxMessage
 from gardien.register.schema import RetentionAction, RetentionTrigger
 from gardien.retention.stores import due_keys
 from gardien.rights.models import (
@@ -66,6 +67,11 @@ def remove_cases(session: Session, ids: list[int]) -> int:
     if not ids:
         return 0
     session.execute(delete(RightsEvent).where(RightsEvent.case_id.in_(ids)))
+    # The portal's code e-mails (outbox rows and their disclosure entries) go with the case.
+    outbox_ids = select(RightsVerification.outbox_id).where(RightsVerification.case_id.in_(ids))
+    message_ids = select(OutboxMessage.message_id).where(OutboxMessage.id.in_(outbox_ids))
+    session.execute(delete(DisclosureEntry).where(DisclosureEntry.message_id.in_(message_ids)))
+    session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(outbox_ids)))
     session.execute(delete(RightsVerification).where(RightsVerification.case_id.in_(ids)))
     session.execute(delete(RightsCase).where(RightsCase.id.in_(ids)))
     session.flush()
