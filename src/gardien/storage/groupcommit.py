@@ -386,18 +386,14 @@ class GroupCommit:
         )
 
     def _close_connection(self) -> None:
-        autocommit, self._autocommit = self._autocommit, None
-        if autocommit is not None:
-            try:
-                autocommit.close()
-            except Exception:  # noqa: BLE001 - a broken connection is dropped either way
-                autocommit.invalidate()
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:  # noqa: BLE001 - a broken connection is dropped either way
-                connection.invalidate()
+        held = (self._autocommit, self._connection)
+        self._autocommit = self._connection = None
+        for connection in held:
+            if connection is not None:
+                try:
+                    connection.close()
+                except Exception:  # noqa: BLE001 - a broken connection is dropped either way
+                    connection.invalidate()
 
 
 class _InsertPlan:
