@@ -18,6 +18,7 @@ from gardien.rights import portal
 from gardien.rights.models import RightsCase, RightsEvent, RightsVerification
 from gardien.rights.portal import PORTAL_ACTOR
 from gardien.rights.service import close_case
+from gardien.security.public_limits import PER_ADDRESS
 from gardien.storage.clock import FrozenClock
 from gardien.storage.database import unit_of_work
 from tests.forms.smtp import Mailbox, smtp_server, use_smtp
@@ -271,3 +272,11 @@ def test_a_purged_portal_case_takes_its_codes_and_their_e_mails_along(
     with state.sessions() as session:
         for table in (RightsCase, RightsVerification, OutboxMessage, DisclosureEntry):
             assert session.scalar(select(func.count()).select_from(table)) == 0, table
+
+
+def test_portal_writes_spend_the_public_write_budget(client: TestClient) -> None:
+    for _ in range(PER_ADDRESS.limit):
+        assert verify(client, "GR-2026-00000000", "12345678").status_code == 404
+    refused = client.post("/api/rights/requests", json={"rights": ["access"], "email": EMAIL})
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    assert client.get("/rights").status_code == 200  # reading is free
