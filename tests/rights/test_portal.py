@@ -221,6 +221,8 @@ def test_malformed_input_is_refused_with_reasons(client: TestClient, state: Stat
     assert 'href="#field-email"' in answer.text and 'href="#field-phone"' in answer.text
     assert 'href="#field-rights-access"' in answer.text
     assert "Enter a valid e-mail address" in answer.text
+    kept = ask(client, "still wrong", rights=["portability"])
+    assert 'value="portability" checked' in kept.text and 'value="still wrong"' in kept.text
     api = client.post("/api/rights/requests", json={"rights": ["access"], "email": "a@@b"})
     assert api.status_code == 422
     problems = api.json()["problems"]

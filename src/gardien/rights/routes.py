@@ -73,7 +73,8 @@ def _portal_page(
     status: int = 200,
 ) -> HTMLResponse:
     values = values or {}
-    chosen = values.get("rights", [])
+    chosen = values.get("rights")
+    ticked = [chosen] if isinstance(chosen, str) else chosen if isinstance(chosen, list) else []
     return _page(
         state,
         "portal.html",
@@ -81,7 +82,7 @@ def _portal_page(
         portal.PORTAL,
         status=status,
         choices=_choices(state, language),
-        chosen=[chosen] if isinstance(chosen, str) else list(chosen or []),  # type: ignore[call-overload]
+        chosen=[c for c in ticked if isinstance(c, str)],
         values={k: v for k, v in values.items() if isinstance(v, str)},
         errors={p.field: p.text(language) for p in problems or []},
         identity_check=_tr(state, state.register.rights.identity_check, language),
