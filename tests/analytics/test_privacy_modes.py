@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from gardien.analytics.blocks import block_list
 from gardien.analytics.models import AnalyticsBlock, AnalyticsHit
@@ -341,3 +341,25 @@ def test_a_failing_database_is_a_503_not_an_acknowledgement(
         with state.engine.begin() as connection:
             connection.execute(text("ALTER TABLE analytics_hit_away RENAME TO analytics_hit"))
     assert len(hits(state)) == 1
+
+
+def test_a_hit_and_its_connection_log_row_share_one_commit(
+    visitor: TestClient, state: State
+) -> None:
+    from gardien.security.connection_log import ConnectionLogEntry
+
+    assert visitor.post("/matomo.php?" + urlencode(params(send_image=0))).status_code == 204
+    before = state.writer.batches
+    assert visitor.post("/matomo.php?" + urlencode(params(send_image=0))).status_code == 204
+    assert state.writer.batches == before + 1  # not one for the hit and one for the log
+    with state.sessions() as session:
+        logged = session.scalars(
+            select(ConnectionLogEntry.status).where(ConnectionLogEntry.path == "/matomo.php")
+        ).all()
+    assert logged == [204, 204]  # each request logged once, with the status it got
+    assert len(hits(state)) == 2
+    excluded = visitor.get("/matomo.php", params=params(), headers={"sec-gpc": "1"})
+    assert excluded.status_code == 200
+    with state.sessions() as session:
+        count = session.scalar(select(func.count()).where(ConnectionLogEntry.path == "/matomo.php"))
+    assert count == 3  # an excluded hit writes no row of its own but is still logged

@@ -18,7 +18,6 @@ and never beyond the consent, and never extended.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import functools
@@ -53,7 +52,7 @@ from gardien.deps import State, state_of
 from gardien.register.durations import parse_period
 from gardien.register.schema import Register, Site
 from gardien.security import service as security_service
-from gardien.security.connection_log import client_ip
+from gardien.security.connection_log import client_ip, commit_with_log
 from gardien.security.crypto import blind_index
 from gardien.security.permissions import Permission, allowed, can_grant
 from gardien.storage.groupcommit import GroupCommitError, WriterStopped
@@ -322,8 +321,10 @@ def _allowed_origin(register: Register, origin: str) -> bool:
     return any(host in site.hostnames for site in register.sites)
 
 
-async def _store(state: State, rows: list[dict[str, Any]]) -> None:
-    await asyncio.gather(*(state.writer.write(analytics_hit, row) for row in rows))
+async def _store(request: Request, rows: list[dict[str, Any]], status: int) -> None:
+    """The hits and the request's connection-log row, in one commit."""
+    items = [(analytics_hit, row) for row in rows]
+    await commit_with_log(request.scope, state_of(request).writer, items, status)
 
 
 def _unavailable() -> Response:
@@ -376,7 +377,9 @@ async def _bulk(tracker: _Tracker, body: bytes) -> Response:
             for hit in hits
             if not tracker.excluded(hit) and (row := await tracker.row(hit)) is not None
         ]
-        await _store(tracker.state, rows)
+        if rows:
+            status = 204 if str(document.get("send_image", "1")).lower() in ("0", "false") else 200
+            await _store(tracker.request, rows, status)
     except STORAGE_FAILURES as exc:
         log.error("analytics: bulk hits not stored (%s)", type(exc).__name__)
         return tracker.finish(_unavailable())
@@ -429,7 +432,7 @@ async def track(request: Request) -> Response:
         if not tracker.excluded(hit):
             row = await tracker.row(hit)
             if row is not None:
-                await _store(state, [row])
+                await _store(request, [row], 204 if not hit.send_image else 200)
     except InvalidRequest as exc:
         return tracker.finish(_invalid(str(exc)))
     except STORAGE_FAILURES as exc:

@@ -14,13 +14,14 @@ neither logged nor held: they carry no action worth investigating and are polled
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -263,10 +264,16 @@ class ConnectionLog:
         started = time.perf_counter()
         responded = False
         failed = False
+        scope[LOG_SCOPE_KEY] = (self, at, started)
 
         async def start_after_row(message: Message) -> None:
             nonlocal failed
-            row = self._row(scope, at, int(message["status"]), started)
+            status = int(message["status"])
+            if scope.get(LOGGED_SCOPE_KEY) == status:
+                # The route committed this request's row with its own (``commit_with_log``).
+                await send(message)
+                return
+            row = self._row(scope, at, status, started)
             try:
                 await self.writer.write(connection_log, row)
             except Exception as exc:  # noqa: BLE001 - fail closed, whatever the cause
@@ -328,6 +335,29 @@ class ConnectionLog:
 
 async def _dropped() -> None:
     return None
+
+
+LOG_SCOPE_KEY = "gardien.connection_log"
+LOGGED_SCOPE_KEY = "gardien.connection_logged"
+
+
+async def commit_with_log(
+    scope: Scope, writer: GroupCommit, items: Sequence[tuple[Table, dict[str, Any]]], status: int
+) -> None:
+    """Commit a route's rows together with the request's connection-log row, for the status
+    the route is about to answer: one commit instead of two for a request that writes (the
+    tracking endpoint, on every page view). The log row is then not written again at the
+    response start unless the status turns out different. Without the middleware in front,
+    only the route's rows are written. Raises what ``GroupCommit.write`` raises; nothing is
+    marked logged then."""
+    log_state = scope.get(LOG_SCOPE_KEY)
+    writes = [writer.write(table, row) for table, row in items]
+    if log_state is not None:
+        middleware, at, started = log_state
+        writes.append(writer.write(connection_log, middleware._row(scope, at, status, started)))
+    await asyncio.gather(*writes)
+    if log_state is not None:
+        scope[LOGGED_SCOPE_KEY] = status
 
 
 async def _unavailable(send: Send) -> None:
