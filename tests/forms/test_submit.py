@@ -178,3 +178,24 @@ def test_the_html_form_keeps_values_and_links_errors_to_fields(
     ok = client.post("/contact", data={**form, "email": GOOD["email"], "consent": "on"})
     assert ok.status_code == 200 and "Vă mulțumim" in ok.text  # redirected to the thanks page
     assert counts(state)[0] == 1
+
+
+def test_a_submission_and_its_connection_log_row_share_one_transaction(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    from gardien.security.connection_log import ConnectionLogEntry
+
+    body = {**GOOD, **stamped(client, clock)}
+    batches = state.writer.batches
+    assert client.post("/api/forms/contact", json=body).status_code == 201
+    assert state.writer.batches == batches  # the log row did not need the group writer
+    again = client.post("/api/forms/contact", json=body)
+    assert again.status_code == 409  # refused: its row is written by the middleware
+    with state.sessions() as session:
+        logged = session.scalars(
+            select(ConnectionLogEntry.status)
+            .where(ConnectionLogEntry.path == "/api/forms/contact")
+            .where(ConnectionLogEntry.method == "POST")
+            .order_by(ConnectionLogEntry.id)
+        ).all()
+    assert logged == [201, 409]

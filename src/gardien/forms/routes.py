@@ -22,6 +22,7 @@ from gardien.forms import service, validation
 from gardien.forms.writer import SubmissionWriter
 from gardien.i18n import negotiate
 from gardien.register.schema import FormSpec
+from gardien.security.connection_log import mark_logged, pending_log_row
 
 router = APIRouter()
 MAX_FORM_BYTES = 64 * 1024
@@ -99,7 +100,12 @@ _WRITER_CREATED = threading.Lock()
 
 
 async def receive(
-    state: State, form: FormSpec, raw: Mapping[str, object], language: str
+    state: State,
+    form: FormSpec,
+    raw: Mapping[str, object],
+    language: str,
+    request: Request | None = None,
+    status: int = 201,
 ) -> service.Accepted:
     """Check a submission, then store it with its outbox rows and commit: once this returns,
     the submission and its e-mails are durable.
@@ -117,7 +123,12 @@ async def receive(
         secret=state.secret,
         now=now,
     )
-    await run_in_threadpool(writer(state).store, accepted, now)
+    # The request's connection-log row goes into the submission's transaction (answered
+    # ``status`` once stored), rather than a second commit by another writer.
+    log_row = pending_log_row(request.scope, status) if request is not None else None
+    await run_in_threadpool(writer(state).store, accepted, now, log_row)
+    if request is not None and log_row is not None:
+        mark_logged(request.scope, status)
     return accepted
 
 
@@ -208,7 +219,7 @@ async def contact_submit(state: AppState, request: Request) -> Response:
     raw: dict[str, object] = dict(pairs)
     language = _language(state, request, str(raw.get("lang") or "") or None)
     try:
-        await receive(state, form, raw, language)
+        await receive(state, form, raw, language, request, 303)
     except service.Invalid as invalid:
         kept = {k: v for k, v in raw.items() if isinstance(v, str) and k != validation.SHOWN_AT}
         return _render(
@@ -260,7 +271,7 @@ async def form_submit(form_id: str, state: AppState, request: Request) -> JSONRe
         state, request, raw.get("lang") if isinstance(raw.get("lang"), str) else None
     )
     try:
-        accepted = await receive(state, form, raw, language)
+        accepted = await receive(state, form, raw, language, request, 201)
     except service.Invalid as invalid:
         return JSONResponse(
             {

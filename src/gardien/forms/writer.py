@@ -20,11 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, insert
 
 from gardien.errors import Conflict
 from gardien.forms import repository, service
+from gardien.security.connection_log import connection_log
 
 MAX_BATCH = 64
 """Submissions per transaction at most: it bounds how long SQLite's write lock is held."""
@@ -34,6 +36,8 @@ MAX_BATCH = 64
 class _Queued:
     accepted: service.Accepted
     now: dt.datetime
+    log_row: dict[str, Any] | None = None
+    """The request's connection-log row, committed in the same transaction when stored."""
     done: bool = False
     error: BaseException | None = None
 
@@ -50,10 +54,17 @@ class SubmissionWriter:
         self._queue_lock = threading.Lock()
         self._queue: list[_Queued] = []
 
-    def store(self, accepted: service.Accepted, now: dt.datetime) -> None:
-        """Store ``accepted`` and its outbox rows; returns once committed. Blocks: call it from
-        a worker thread. Raises ``Conflict`` for a submission already received."""
-        item = _Queued(accepted, now)
+    def store(
+        self,
+        accepted: service.Accepted,
+        now: dt.datetime,
+        log_row: dict[str, Any] | None = None,
+    ) -> None:
+        """Store ``accepted``, its outbox rows and (if given) the request's connection-log row;
+        returns once committed. Blocks: call it from a worker thread. Raises ``Conflict`` for
+        a submission already received (its log row is then not written here). One transaction
+        instead of two on SQLite means one writer fewer waiting for the write lock."""
+        item = _Queued(accepted, now, log_row)
         with self._queue_lock:
             self._queue.append(item)
         with self._turn:
@@ -98,6 +109,9 @@ class SubmissionWriter:
                     )
                 except Conflict as refused:  # raised before anything of it was written
                     item.error = refused
+            logged = [item.log_row for item in batch if item.error is None and item.log_row]
+            if logged:
+                connection.execute(insert(connection_log), logged)
 
     def _policy_version(self, connection: Connection) -> int | None:
         if self.policy_version is None:

@@ -341,6 +341,21 @@ LOG_SCOPE_KEY = "gardien.connection_log"
 LOGGED_SCOPE_KEY = "gardien.connection_logged"
 
 
+def pending_log_row(scope: Scope, status: int) -> dict[str, Any] | None:
+    """The request's connection-log row for ``status``, for a route that commits it in a
+    transaction of its own (then ``mark_logged``); ``None`` without the middleware."""
+    log_state = scope.get(LOG_SCOPE_KEY)
+    if log_state is None:
+        return None
+    middleware, at, started = log_state
+    return cast(dict[str, Any], middleware._row(scope, at, status, started))
+
+
+def mark_logged(scope: Scope, status: int) -> None:
+    """The request's row for ``status`` is committed: the middleware writes none at start."""
+    scope[LOGGED_SCOPE_KEY] = status
+
+
 async def commit_with_log(
     scope: Scope, writer: GroupCommit, items: Sequence[tuple[Table, dict[str, Any]]], status: int
 ) -> None:
