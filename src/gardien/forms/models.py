@@ -31,7 +31,7 @@ class FormSubmission(Base):
     form_id: Mapped[str] = mapped_column(String(64), index=True)
     activity: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[dt.datetime] = mapped_column(index=True)
-    delete_after: Mapped[dt.datetime] = mapped_column(index=True)
+    delete_after: Mapped[dt.datetime] = mapped_column()
     language: Mapped[str] = mapped_column(String(8))
     fields: Mapped[str] = mapped_column(Encrypted("form_submission.fields"))
     """JSON object of the submitted values, encrypted as a whole."""
@@ -81,7 +81,7 @@ class OutboxMessage(Base):
     message: Mapped[str | None] = mapped_column(Encrypted("outbox_message.message"))
     """The complete RFC 5322 message, encrypted, for rows queued before messages were built
     at sending time; ``None`` for every row queued since."""
-    created_at: Mapped[dt.datetime] = mapped_column(index=True)
+    created_at: Mapped[dt.datetime] = mapped_column()
     status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
     """``pending``, ``sending`` (claimed), ``sent``, ``dead`` (gave up; the admin can retry),
     ``held`` (the person restricted processing, Art. 18: not sent until lifted)."""
