@@ -7,7 +7,7 @@ from gardien.consent.models import ConsentRecord, ConsentRevision
 from gardien.forms.models import DisclosureEntry, FormSubmission, OutboxMessage
 from gardien.policy.models import PolicyVersion
 from gardien.retention.models import PurgeReceipt
-from gardien.rights.models import RightsCase, RightsEvent
+from gardien.rights.models import RightsCase, RightsEvent, RightsVerification
 from gardien.security.connection_log import ConnectionLogEntry
 from gardien.security.models import (
     AdminSession,
@@ -46,5 +46,6 @@ __all__ = [
     "RateLimitBucket",
     "RightsCase",
     "RightsEvent",
+    "RightsVerification",
     "metadata",
 ]
