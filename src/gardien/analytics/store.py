@@ -28,8 +28,7 @@ from gardien.analytics.models import (
     AnalyticsHit,
 )
 from gardien.analytics.privacy import forget_old_salts
-from gardien.register.schema import RetentionAction, RetentionTrigger
-from gardien.retention.stores import due_keys
+from gardien.retention.stores import DeletedWhenOld
 from gardien.security.crypto import blind_lookups
 from gardien.storage.subjects import ErasureOutcome, FoundRecords, JsonScalar, SubjectIdentity
 
@@ -59,38 +58,16 @@ EXPORTED = (
 )
 
 
-class AnalyticsHitStore:
+class AnalyticsHitStore(DeletedWhenOld):
     """Raw hits past the register's period are deleted; old daily salts go with them."""
 
     store_id = STORE
-    triggers = frozenset({RetentionTrigger.collected})
-    actions = frozenset({RetentionAction.delete})
+    noun = "analytics hits"
+    columns = (AnalyticsHit.id, AnalyticsHit.received_at)
 
-    def oldest(self, session: Session, trigger: RetentionTrigger) -> dt.datetime | None:
-        return session.scalar(select(func.min(AnalyticsHit.received_at)))
-
-    def count_due(self, session: Session, trigger: RetentionTrigger, cutoff: dt.datetime) -> int:
-        return int(
-            session.scalar(select(func.count()).where(AnalyticsHit.received_at < cutoff)) or 0
-        )
-
-    def purge_chunk(
-        self,
-        session: Session,
-        trigger: RetentionTrigger,
-        action: RetentionAction,
-        cutoff: dt.datetime,
-        limit: int,
-    ) -> int:
-        if action is not RetentionAction.delete:
-            raise ValueError(f"analytics hits cannot {action}")
-        ids = due_keys(session, AnalyticsHit.id, AnalyticsHit.received_at, cutoff, limit)
-        if ids:
-            session.execute(delete(AnalyticsHit).where(AnalyticsHit.id.in_(ids)))
-        else:
-            # The last, empty chunk: the salts of days before yesterday are no longer needed.
-            forget_old_salts(session, dt.datetime.now(dt.UTC).date())
-        return len(ids)
+    def after_purge(self, session: Session) -> None:
+        # The last, empty chunk: the salts of days before yesterday are no longer needed.
+        forget_old_salts(session, dt.datetime.now(dt.UTC).date())
 
 
 class AnalyticsProvider:

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from gardien.register.schema import RetentionAction, RetentionTrigger
@@ -71,3 +71,52 @@ def due_keys(
     return list(
         session.scalars(select(key).where(at < cutoff, *conditions).order_by(key).limit(limit))
     )
+
+
+class DeletedWhenOld:
+    """A store whose rows are simply deleted once their collection time is past the period:
+    one table, one key column, one time column. Subclasses name them; ``after_purge`` runs
+    once, with the last (empty) chunk."""
+
+    store_id: str
+    noun: str
+    """What the rows are, for the refusal of another action ("analytics hits")."""
+    triggers = frozenset({RetentionTrigger.collected})
+    actions = frozenset({RetentionAction.delete})
+    columns: tuple[InstrumentedAttribute[Any], InstrumentedAttribute[Any]]
+    """The key and the collection time (a tuple: a mapped attribute on a plain class would act
+    as a descriptor on the instance)."""
+
+    @property
+    def key(self) -> InstrumentedAttribute[Any]:
+        return self.columns[0]
+
+    @property
+    def at(self) -> InstrumentedAttribute[Any]:
+        return self.columns[1]
+
+    def oldest(self, session: Session, trigger: RetentionTrigger) -> dt.datetime | None:
+        return session.scalar(select(func.min(self.at)))
+
+    def count_due(self, session: Session, trigger: RetentionTrigger, cutoff: dt.datetime) -> int:
+        return int(session.scalar(select(func.count()).where(self.at < cutoff)) or 0)
+
+    def purge_chunk(
+        self,
+        session: Session,
+        trigger: RetentionTrigger,
+        action: RetentionAction,
+        cutoff: dt.datetime,
+        limit: int,
+    ) -> int:
+        if action is not RetentionAction.delete:
+            raise ValueError(f"{self.noun} cannot {action}")
+        keys = due_keys(session, self.key, self.at, cutoff, limit)
+        if keys:
+            session.execute(delete(self.key.class_).where(self.key.in_(keys)))
+        else:
+            self.after_purge(session)
+        return len(keys)
+
+    def after_purge(self, session: Session) -> None:
+        """Nothing by default."""

@@ -39,8 +39,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gardien.register.schema import Register, RetentionAction, RetentionTrigger
-from gardien.retention.stores import due_keys
+from gardien.register.schema import Register
+from gardien.retention.stores import DeletedWhenOld
 from gardien.security.crypto import (
     BlindIndex,
     Encrypted,
@@ -394,33 +394,12 @@ async def _unavailable(send: Send) -> None:
 # -- retention ------------------------------------------------------------------------------------
 
 
-class ConnectionLogStore:
+class ConnectionLogStore(DeletedWhenOld):
     """Retention of the connection log: rows are deleted once the register's period is over."""
 
     store_id = ACTIVITY
-    triggers = frozenset({RetentionTrigger.collected})
-    actions = frozenset({RetentionAction.delete})
-
-    def oldest(self, session: Session, trigger: RetentionTrigger) -> dt.datetime | None:
-        return session.scalar(select(func.min(ConnectionLogEntry.at)))
-
-    def count_due(self, session: Session, trigger: RetentionTrigger, cutoff: dt.datetime) -> int:
-        return int(session.scalar(select(func.count()).where(ConnectionLogEntry.at < cutoff)) or 0)
-
-    def purge_chunk(
-        self,
-        session: Session,
-        trigger: RetentionTrigger,
-        action: RetentionAction,
-        cutoff: dt.datetime,
-        limit: int,
-    ) -> int:
-        if action is not RetentionAction.delete:
-            raise ValueError(f"the connection log cannot {action}")
-        ids = due_keys(session, ConnectionLogEntry.id, ConnectionLogEntry.at, cutoff, limit)
-        if ids:
-            session.execute(delete(ConnectionLogEntry).where(ConnectionLogEntry.id.in_(ids)))
-        return len(ids)
+    noun = "the connection log"
+    columns = (ConnectionLogEntry.id, ConnectionLogEntry.at)
 
 
 # -- data-subject requests ------------------------------------------------------------------------
