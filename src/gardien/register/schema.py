@@ -347,6 +347,15 @@ class RightsSection(Strict):
     pause_while_verifying: StrictBool = False
     """Stop a request's deadline clock while awaiting the identity information asked for
     (Art. 12(6)); off by default, as the GDPR and Romanian law provide no suspension."""
+    download_link_days: int = Field(default=7, ge=1, le=30, strict=True)
+    """How long the one-time link to an access package stays valid (the encrypted package is
+    deleted at its download or at the link's expiry)."""
+    identity_document_max_days: int = Field(default=7, ge=1, le=30, strict=True)
+    """The longest an identity document (asked on a recorded doubt) is kept: it is deleted as
+    soon as the verification decision is taken, and at the latest after this many days."""
+    verification_window_days: int = Field(default=30, ge=1, le=90, strict=True)
+    """A portal request never confirmed with its one-time code is closed, and its identifiers
+    erased, this many days after it was received."""
 
 
 class PolicySection(Strict):
