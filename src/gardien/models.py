@@ -7,7 +7,13 @@ from gardien.consent.models import ConsentRecord, ConsentRevision
 from gardien.forms.models import DisclosureEntry, FormSubmission, OutboxMessage
 from gardien.policy.models import PolicyVersion
 from gardien.retention.models import PurgeReceipt
-from gardien.rights.models import RightsCase, RightsEvent, RightsVerification
+from gardien.rights.models import (
+    RightsAnswer,
+    RightsAttachment,
+    RightsCase,
+    RightsEvent,
+    RightsVerification,
+)
 from gardien.security.connection_log import ConnectionLogEntry
 from gardien.security.models import (
     AdminSession,
@@ -44,6 +50,8 @@ __all__ = [
     "PolicyVersion",
     "PurgeReceipt",
     "RateLimitBucket",
+    "RightsAnswer",
+    "RightsAttachment",
     "RightsCase",
     "RightsEvent",
     "RightsVerification",

@@ -73,6 +73,19 @@ class RightsCase(Base):
     verified_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     """When the person proved they hold the e-mail address (the portal's one-time code);
     ``None`` for a portal case still awaiting it (and for cases verified by the operator)."""
+    verification_basis: Mapped[str | None] = mapped_column(
+        Encrypted("rights_case.verification_basis"), default=None
+    )
+    """For a case an agent verified by hand (a letter, an e-mail), what the decision rested
+    on ("letter signed, address matches"): free text, so encrypted."""
+    assignee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admin_user.id", ondelete="SET NULL"), index=True, default=None
+    )
+    notes: Mapped[str | None] = mapped_column(Encrypted("rights_case.notes"), default=None)
+    """Internal notes of the staff handling the case, as an encrypted JSON list."""
+    extended_on: Mapped[dt.date | None] = mapped_column(default=None)
+    """The day the person was told of the extension (Art. 12(3)); ``due_at`` is then the
+    extended deadline."""
 
 
 class RightsEvent(Base):
@@ -88,6 +101,44 @@ class RightsEvent(Base):
     actor: Mapped[str] = mapped_column(String(80))
     kind: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class RightsAttachment(Base):
+    """A document of a case (the scanned letter of a request that came by post), encrypted;
+    typed by its content, its SHA-256 kept so the timeline can name it without its content."""
+
+    __tablename__ = "rights_attachment"
+    __table_args__ = {"info": {PERSONAL_DATA: True}}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("rights_case.id", ondelete="CASCADE"), index=True
+    )
+    added_at: Mapped[dt.datetime]
+    media_type: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Encrypted("rights_attachment.content"))
+    """The file's bytes, base64-encoded then encrypted (the column type seals text)."""
+
+
+class RightsAnswer(Base):
+    """A message written to the person (acknowledgement, extension, refusal, outcome): its
+    text as the agent sent it, encrypted, and its SHA-256 for the case file (§4.1)."""
+
+    __tablename__ = "rights_answer"
+    __table_args__ = {"info": {PERSONAL_DATA: True}}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("rights_case.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[dt.datetime]
+    actor: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(8))
+    body: Mapped[str] = mapped_column(Encrypted("rights_answer.body"))
+    sha256: Mapped[str] = mapped_column(String(64))
 
 
 class RightsVerification(Base):

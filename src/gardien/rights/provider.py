@@ -1,16 +1,19 @@
 """Retention and data-subject requests for the rights case files themselves.
 
 A case file is the evidence that a request was handled lawfully (Art. 5(2), legal-requirements
-§4.1): an erasure request keeps it, stating why, and the retention engine deletes it, with its
-timeline, once the register's period has run from its closure.
+§4.1): an erasure request keeps it, stating why, but erases the documents attached to the
+person's cases (a scanned letter: its SHA-256 stays in the timeline); the retention engine
+deletes a case, with its timeline, notes, answers and attachments, once the register's period
+has run from its closure.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from gardien.forms.models import DisclosureEntry, OutboxMessage
@@ -22,6 +25,8 @@ from gardien.rights.models import (
     IP_INDEX,
     PHONE_INDEX,
     VISITOR_ID_INDEX,
+    RightsAnswer,
+    RightsAttachment,
     RightsCase,
     RightsEvent,
     RightsVerification,
@@ -67,6 +72,8 @@ def remove_cases(session: Session, ids: list[int]) -> int:
     if not ids:
         return 0
     session.execute(delete(RightsEvent).where(RightsEvent.case_id.in_(ids)))
+    session.execute(delete(RightsAttachment).where(RightsAttachment.case_id.in_(ids)))
+    session.execute(delete(RightsAnswer).where(RightsAnswer.case_id.in_(ids)))
     # The portal's code e-mails (outbox rows and their disclosure entries) go with the case.
     outbox_ids = select(RightsVerification.outbox_id).where(RightsVerification.case_id.in_(ids))
     message_ids = select(OutboxMessage.message_id).where(OutboxMessage.id.in_(outbox_ids))
@@ -79,16 +86,40 @@ def remove_cases(session: Session, ids: list[int]) -> int:
 
 
 class RightsCaseProvider:
-    """Finds and exports a person's case files; an erasure keeps them, stating why."""
+    """Finds and exports a person's case files; an erasure keeps them, stating why, and
+    erases the documents attached to them."""
 
     name = ACTIVITY
-    tables = frozenset({"rights_case", "rights_event", "rights_verification"})
+    tables = frozenset(
+        {
+            "rights_case",
+            "rights_event",
+            "rights_verification",
+            "rights_attachment",
+            "rights_answer",
+        }
+    )
 
     def find(self, session: Session, subject: SubjectIdentity) -> FoundRecords:
-        count = session.scalar(
+        """The person's cases and the documents attached to them."""
+        cases = session.scalar(
             select(func.count()).select_from(RightsCase).where(cases_of(subject))
         )
-        return FoundRecords(self.name, {ACTIVITY: int(count or 0)})
+        return FoundRecords(
+            self.name, {ACTIVITY: int(cases or 0) + self._attachments(session, subject)}
+        )
+
+    @staticmethod
+    def _attachment_ids(subject: SubjectIdentity) -> Select[tuple[int]]:
+        return (
+            select(RightsAttachment.id)
+            .join(RightsCase, RightsCase.id == RightsAttachment.case_id)
+            .where(cases_of(subject))
+        )
+
+    def _attachments(self, session: Session, subject: SubjectIdentity) -> int:
+        ids = self._attachment_ids(subject).subquery()
+        return int(session.scalar(select(func.count()).select_from(ids)) or 0)
 
     def export(
         self, session: Session, subject: SubjectIdentity
@@ -112,6 +143,33 @@ class RightsCaseProvider:
                     "consent_id": case.consent_id,
                     "visitor_id": case.visitor_id,
                     "ip_address": case.ip_address,
+                    "verification_basis": case.verification_basis,
+                    "notes": case.notes,
+                    "answers": json.dumps(
+                        [
+                            {"at": a.at.isoformat(), "kind": a.kind, "text": a.body}
+                            for a in session.scalars(
+                                select(RightsAnswer)
+                                .where(RightsAnswer.case_id == case.id)
+                                .order_by(RightsAnswer.id)
+                            )
+                        ],
+                        ensure_ascii=False,
+                    ),
+                    "attachments": json.dumps(
+                        [
+                            {"added_at": at.isoformat(), "type": kind, "bytes": size}
+                            for at, kind, size in session.execute(
+                                select(
+                                    RightsAttachment.added_at,
+                                    RightsAttachment.media_type,
+                                    RightsAttachment.size,
+                                )
+                                .where(RightsAttachment.case_id == case.id)
+                                .order_by(RightsAttachment.id)
+                            )
+                        ]
+                    ),
                 }
             )
         return {ACTIVITY: rows}
@@ -124,9 +182,14 @@ class RightsCaseProvider:
         return 0
 
     def erase(self, session: Session, subject: SubjectIdentity) -> ErasureOutcome:
-        found = self.find(session, subject).total
+        """Deletes the attached documents; the case files themselves are kept (``KEPT_REASON``)."""
+        ids = list(session.scalars(self._attachment_ids(subject)))
+        if ids:
+            session.execute(delete(RightsAttachment).where(RightsAttachment.id.in_(ids)))
+            session.flush()
+        kept = self.find(session, subject).total
         return ErasureOutcome(
-            self.name, erased=0, kept=found, kept_reason=KEPT_REASON if found else None
+            self.name, erased=len(ids), kept=kept, kept_reason=KEPT_REASON if kept else None
         )
 
     def restrict(self, session: Session, subject: SubjectIdentity, restricted: bool) -> int:

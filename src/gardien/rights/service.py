@@ -42,7 +42,7 @@ from gardien.storage.subjects import (
     SubjectProvider,
 )
 
-CHANNELS = frozenset({"portal", "email", "post", "cli"})
+CHANNELS = frozenset({"portal", "email", "post", "other", "cli"})
 RIGHTS = frozenset({"access", "portability", "erasure"})
 PORTABLE_BASES = frozenset({LegalBasis.consent, LegalBasis.contract})
 """Art. 20(1)(a): portability applies to processing based on consent or on a contract."""
@@ -85,9 +85,11 @@ def open_case(
     now: dt.datetime,
     actor: Actor,
     language: str | None = None,
+    received: dt.datetime | None = None,
 ) -> RightsCase:
-    """Open a case for a verified request received ``now``: legal due date from the
-    register's holidays country, identifiers stored encrypted, an audit entry, a first event."""
+    """Open a case for a request received ``received`` (default ``now``; a letter recorded
+    later was received earlier): legal due date counted from it with the register's holidays
+    country, identifiers stored encrypted, an audit entry, a first event."""
     unknown = sorted(set(rights) - RIGHTS)
     if unknown or not rights:
         raise RightsError(f"rights requested must be among {', '.join(sorted(RIGHTS))}")
@@ -103,8 +105,8 @@ def open_case(
         channel=channel,
         status="open",
         language=language,
-        received_at=now,
-        due_at=due_date(now.date(), desk.register.rights.holidays_country),
+        received_at=received or now,
+        due_at=due_date((received or now).date(), desk.register.rights.holidays_country),
         email=subject.email,
         email_index=_index(subject.email, "email_index"),
         phone=subject.phone,
