@@ -7,6 +7,7 @@ from gardien.consent.models import ConsentRecord, ConsentRevision
 from gardien.forms.models import DisclosureEntry, FormSubmission, OutboxMessage
 from gardien.policy.models import PolicyVersion
 from gardien.retention.models import PurgeReceipt
+from gardien.rights.exchange import RightsDocument, RightsDownload, RightsNotice
 from gardien.rights.models import (
     RightsAnswer,
     RightsAttachment,
@@ -53,6 +54,9 @@ __all__ = [
     "RightsAnswer",
     "RightsAttachment",
     "RightsCase",
+    "RightsDocument",
+    "RightsDownload",
+    "RightsNotice",
     "RightsEvent",
     "RightsVerification",
     "metadata",

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from gardien.forms.models import DisclosureEntry, OutboxMessage
 from gardien.register.schema import RetentionAction, RetentionTrigger
 from gardien.retention.stores import due_keys
+from gardien.rights.exchange import RightsDocument, RightsDownload, RightsNotice, shred
 from gardien.rights.models import (
     CONSENT_ID_INDEX,
     EMAIL_INDEX,
@@ -74,12 +75,23 @@ def remove_cases(session: Session, ids: list[int]) -> int:
     session.execute(delete(RightsEvent).where(RightsEvent.case_id.in_(ids)))
     session.execute(delete(RightsAttachment).where(RightsAttachment.case_id.in_(ids)))
     session.execute(delete(RightsAnswer).where(RightsAnswer.case_id.in_(ids)))
-    # The portal's code e-mails (outbox rows and their disclosure entries) go with the case.
-    outbox_ids = select(RightsVerification.outbox_id).where(RightsVerification.case_id.in_(ids))
-    message_ids = select(OutboxMessage.message_id).where(OutboxMessage.id.in_(outbox_ids))
-    session.execute(delete(DisclosureEntry).where(DisclosureEntry.message_id.in_(message_ids)))
-    session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(outbox_ids)))
+    # The portal's code e-mails and the notices (outbox rows and their disclosure entries)
+    # go with the case, and so do a package or a document still on disk.
+    for outbox_ids in (
+        select(RightsVerification.outbox_id).where(RightsVerification.case_id.in_(ids)),
+        select(RightsNotice.outbox_id).where(RightsNotice.case_id.in_(ids)),
+    ):
+        message_ids = select(OutboxMessage.message_id).where(OutboxMessage.id.in_(outbox_ids))
+        session.execute(delete(DisclosureEntry).where(DisclosureEntry.message_id.in_(message_ids)))
+        session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(outbox_ids)))
     session.execute(delete(RightsVerification).where(RightsVerification.case_id.in_(ids)))
+    session.execute(delete(RightsNotice).where(RightsNotice.case_id.in_(ids)))
+    for table in (RightsDownload, RightsDocument):
+        for path in session.scalars(
+            select(table.path).where(table.case_id.in_(ids), table.path.is_not(None))
+        ):
+            shred(path or "")
+        session.execute(delete(table).where(table.case_id.in_(ids)))
     session.execute(delete(RightsCase).where(RightsCase.id.in_(ids)))
     session.flush()
     return len(ids)
@@ -97,6 +109,9 @@ class RightsCaseProvider:
             "rights_verification",
             "rights_attachment",
             "rights_answer",
+            "rights_notice",
+            "rights_download",
+            "rights_document",
         }
     )
 
