@@ -10,7 +10,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, cast
 
-from sqlalchemy import JSON, Date, Float, Integer, LargeBinary, SmallInteger, String, Table
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Table,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gardien.security.crypto import BlindIndex, Encrypted
@@ -104,6 +115,79 @@ class AnalyticsSalt(Base):
     salt: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
+LABEL_LIMIT = URL_LIMIT
+"""Longest label of a rollup row (a page URL, an event's category / action / name...)."""
+
+
+class AnalyticsDay(Base):
+    """One site's totals for one UTC day, computed from the raw hits and kept after them.
+
+    Aggregates only: no visitor id, address or user id, so they outlive the raw data."""
+
+    __tablename__ = "analytics_day"
+
+    site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    visits: Mapped[int] = mapped_column(Integer)
+    visitors: Mapped[int] = mapped_column(Integer)
+    """Distinct visitor ids of the day (a cookieless id lasts one day)."""
+    pageviews: Mapped[int] = mapped_column(Integer)
+    bounces: Mapped[int] = mapped_column(Integer)
+    time_on_site: Mapped[int] = mapped_column(BigInteger)
+    """Seconds, summed over the day's visits."""
+    events: Mapped[int] = mapped_column(Integer)
+    searches: Mapped[int] = mapped_column(Integer)
+    outlinks: Mapped[int] = mapped_column(Integer)
+    downloads: Mapped[int] = mapped_column(Integer)
+    hits: Mapped[int] = mapped_column(Integer)
+    """Raw rows the day was computed from (pings included)."""
+    computed_at: Mapped[dt.datetime] = mapped_column()
+
+
+class AnalyticsDayRow(Base):
+    """One line of one report table (``reports.TABLES``) for one site and day."""
+
+    __tablename__ = "analytics_day_row"
+    __table_args__ = (Index("ix_analytics_day_row_site_day", "site_id", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[int] = mapped_column(Integer)
+    day: Mapped[dt.date] = mapped_column(Date)
+    report: Mapped[str] = mapped_column(String(24))
+    label: Mapped[str] = mapped_column(String(LABEL_LIMIT))
+    visits: Mapped[int] = mapped_column(Integer)
+    actions: Mapped[int] = mapped_column(Integer)
+
+
+class AnalyticsDirtyDay(Base):
+    """A day whose raw hits changed other than by new hits (a data-subject erasure): the next
+    rollup refresh recomputes it."""
+
+    __tablename__ = "analytics_dirty_day"
+
+    site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    marked_at: Mapped[dt.datetime] = mapped_column()
+
+
+class AnalyticsRollupState(Base):
+    """How far the rollups have read the raw hits (one row, ``name = "hits"``)."""
+
+    __tablename__ = "analytics_rollup_state"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    watermark: Mapped[int] = mapped_column(BigInteger)
+    """The highest hit id read by the last refresh."""
+    previous_watermark: Mapped[int] = mapped_column(BigInteger)
+    """The one read by the refresh before: hits between the two are counted again."""
+    window_count: Mapped[int] = mapped_column(BigInteger)
+    """Hits seen between the two watermarks; a different count later means a late commit."""
+    refreshed_at: Mapped[dt.datetime | None] = mapped_column()
+    """Hits committed before this instant are in the rollups."""
+
+
 analytics_hit: Table = cast(Table, AnalyticsHit.__table__)
 analytics_block: Table = cast(Table, AnalyticsBlock.__table__)
 analytics_salt: Table = cast(Table, AnalyticsSalt.__table__)
+analytics_day: Table = cast(Table, AnalyticsDay.__table__)
+analytics_day_row: Table = cast(Table, AnalyticsDayRow.__table__)
