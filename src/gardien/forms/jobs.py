@@ -13,6 +13,11 @@ can only follow a crash between the server's acceptance and the commit.
 Failures wait ``FIRST_RETRY × 2^(attempts-1)`` (at most ``LONGEST_WAIT``) and the row is
 ``dead`` after ``MAX_ATTEMPTS``; the admin can send it again (``retry_dead``). Logs and
 ``last_error`` carry the error's type and SMTP code only, never an address or a server message.
+
+Other domains queue messages of their own kinds in the same outbox (the rights notices, the
+SMS codes): they declare them with ``add_kinds``, saying how a claimed row is built (read in
+the claiming transaction, built when sent, like a submission's) and, when it is not an
+e-mail, how it is delivered.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import re
 import smtplib
 import ssl
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -69,6 +75,10 @@ class SendReport:
     """Claimed but given back untried: the run used up its time budget."""
 
 
+Builder = Callable[[Register, str], str]
+"""Builds one claimed message (given the register and the public base URL) when it is sent."""
+
+
 @dataclass(frozen=True)
 class ClaimedMessage:
     """What sending needs, read while the row was claimed (no ORM object leaves the
@@ -86,11 +96,15 @@ class ClaimedMessage:
     """The submission the message is built from (``None`` once it was erased)."""
     message: str | None = None
     """The stored message of a row queued before messages were built when sent."""
+    build: Builder | None = None
+    """How a message of another domain's kind is built (see ``add_kinds``)."""
 
     def text(self, register: Register, base_url: str) -> str:
         """The message as it goes out: built now, the same at every attempt."""
         if self.message is not None:
             return self.message
+        if self.build is not None:
+            return self.build(register, base_url)
         if self.submitted is None:
             raise Unrenderable("the submission is gone")
         return render(
@@ -303,6 +317,26 @@ class EmlTransport:
         return None
 
 
+@dataclass(frozen=True)
+class OutboxKinds:
+    """Kinds of outbox messages another domain queues: ``prepare`` reads, in the claiming
+    transaction, what building its claimed rows needs and returns a builder per row id (a row
+    without one fails and is retried); ``transport`` delivers them when they are not e-mails."""
+
+    kinds: frozenset[str]
+    prepare: Callable[[Session, Sequence[OutboxMessage]], dict[int, Builder]]
+    transport: Callable[[State], Transport] | None = None
+
+
+_EXTRA_KINDS: dict[str, OutboxKinds] = {}
+
+
+def add_kinds(kinds: OutboxKinds) -> None:
+    """Declare another domain's kinds (done once by the composition root; idempotent)."""
+    for kind in kinds.kinds:
+        _EXTRA_KINDS[kind] = kinds
+
+
 def transport_for(state: State, tls: ssl.SSLContext | None = None) -> Transport:
     settings = state.settings
     if settings.smtp_url:
@@ -338,6 +372,11 @@ def claim(state: State, now: dt.datetime, limit: int) -> list[ClaimedMessage]:
             .with_for_update(skip_locked=True)
         ).all()
         submitted = _submitted(session, {row.submission_id for row in rows if row.message is None})
+        builders: dict[int, Builder] = {}
+        for kinds in {id(k): k for k in _EXTRA_KINDS.values()}.values():
+            mine = [row for row in rows if row.kind in kinds.kinds and row.message is None]
+            if mine:
+                builders.update(kinds.prepare(session, mine))
         claimed = []
         for row in rows:
             row.status = "sending"
@@ -353,6 +392,7 @@ def claim(state: State, now: dt.datetime, limit: int) -> list[ClaimedMessage]:
                     queued_at=row.created_at,
                     submitted=submitted.get(row.submission_id or -1),
                     message=row.message,
+                    build=builders.get(row.id),
                 )
             )
     return claimed
@@ -462,6 +502,16 @@ def send_due(
     given back untried."""
     report = SendReport()
     transport = transport_for(state, tls)  # a bad SMTP_URL fails here, before any claim
+    others: dict[int, Transport] = {}
+
+    def transport_of(item: ClaimedMessage) -> Transport:
+        kinds = _EXTRA_KINDS.get(item.kind)
+        if kinds is None or kinds.transport is None:
+            return transport
+        if id(kinds) not in others:
+            others[id(kinds)] = kinds.transport(state)
+        return others[id(kinds)]
+
     claimed = claim(state, now, limit)
     report.claimed = len(claimed)
     if not claimed:
@@ -476,8 +526,9 @@ def send_due(
                 _release(state, claimed[position:])
                 report.released = len(claimed) - position
                 break
+            carrier = transport_of(item)
             try:
-                eml_path = transport.deliver(sender, item, item.text(register, base_url))
+                eml_path = carrier.deliver(sender, item, item.text(register, base_url))
             except Exception as exc:  # noqa: BLE001 - every failure is retried, none lost
                 error = describe(exc)
                 with unit_of_work(state.sessions) as session:
@@ -489,10 +540,12 @@ def send_due(
                 log.warning("outbox delivery failed", extra={"outbox": item.id, "error": error})
                 continue
             with unit_of_work(state.sessions) as session:
-                if _record_sent(session, item, transport.channel, eml_path, now):
+                if _record_sent(session, item, carrier.channel, eml_path, now):
                     report.sent += 1
     finally:
         transport.close()
+        for other in others.values():
+            other.close()
     log.info(
         "outbox run",
         extra={
