@@ -299,22 +299,28 @@ class EmlTransport:
         self.directory = directory
 
     def deliver(self, sender: str, item: ClaimedMessage, text: str) -> str | None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.directory, 0o700)
-        path = (self.directory / eml_name(item.message_id)).resolve()
-        partial = path.with_suffix(".eml.part")
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(descriptor, 0o600)
-            os.write(descriptor, text.encode("utf-8"))
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(partial, path)
-        return str(path)
+        return write_private(self.directory, eml_name(item.message_id), text)
 
     def close(self) -> None:
         return None
+
+
+def write_private(directory: Path, name: str, text: str) -> str:
+    """Write ``text`` to ``directory/name`` privately (0600 in a 0700 directory), whole and
+    then renamed, so a reader never sees half a message; returns the path."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    path = (directory / name).resolve()
+    partial = path.with_name(path.name + ".part")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)
+        os.write(descriptor, text.encode("utf-8"))
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    os.replace(partial, path)
+    return str(path)
 
 
 @dataclass(frozen=True)

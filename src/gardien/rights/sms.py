@@ -8,15 +8,17 @@ server is configured; an operator plugs a real gateway in by implementing the pr
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from gardien.forms.jobs import ClaimedMessage, eml_name
+from gardien.forms.jobs import ClaimedMessage, eml_name, write_private
 
 if TYPE_CHECKING:
     from gardien.deps import State
 
+SMS_CODE = "sms_code"
+"""The outbox kind of a portal code sent by text message (its text is stored with the row,
+like the e-mailed code's, and dropped once the code is used)."""
 SMS_MAX_CHARS = 480
 """Three concatenated GSM segments: a notice longer than this is a bug, not a message."""
 
@@ -41,19 +43,8 @@ class FileSmsSender:
         self.directory = directory
 
     def send(self, to: str, text: str, message_id: str) -> str | None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.directory, 0o700)
-        path = (self.directory / eml_name(message_id)).with_suffix(".sms").resolve()
-        partial = path.with_suffix(".sms.part")
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(descriptor, 0o600)
-            os.write(descriptor, f"To: {to}\n\n{text}\n".encode())
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(partial, path)
-        return str(path)
+        name = eml_name(message_id).removesuffix(".eml") + ".sms"
+        return write_private(self.directory, name, f"To: {to}\n\n{text}\n")
 
     def close(self) -> None:
         return None
