@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     durability: Durability = Durability.normal
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     retention_interval_hours: float = Field(default=24.0, gt=0)
+    analytics_rollup_seconds: float = Field(default=60.0, gt=0)
+    """How often ``serve`` brings the audience rollups up to date (analytics/rollups.py)."""
     log_level: str = "INFO"
 
     @property

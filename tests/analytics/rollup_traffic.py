@@ -135,13 +135,14 @@ def generate_day(day: dt.date, visitors: int = 80, seed: int = 7) -> list[Visit]
                 k=rng.choice([0, 0, 1, 2, 4, 7]),
             )
             for kind in kinds:
-                what: Any = {
-                    "pageview": lambda: rng.choice(PAGES),
-                    "event": lambda: rng.choice(EVENTS),
-                    "search": lambda: rng.choice(KEYWORDS),
-                    "outlink": lambda: rng.choice(OUTLINKS),
-                    "download": lambda: rng.choice(DOWNLOADS),
-                }[kind]()
+                choices: dict[str, list[Any]] = {
+                    "pageview": PAGES,
+                    "event": EVENTS,
+                    "search": KEYWORDS,
+                    "outlink": OUTLINKS,
+                    "download": DOWNLOADS,
+                }
+                what = rng.choice(choices[kind])
                 visit.actions.append((offset, kind, what))
                 offset += rng.randint(5, 20 * 60)  # never 30 minutes between two actions
             if rng.random() < 0.3:
@@ -179,13 +180,14 @@ def rows_of(visits: list[Visit]) -> list[dict[str, Any]]:
                 "url": HOST + "/",
                 "referrer": referrer if position == 0 else HOST + "/",
             }
-            if action == "pageview":
-                row["url"] = HOST + what + (query if position == 0 else "")
-            elif action == "event":
+            # The first hit's page URL carries the campaign parameters, whatever the action.
+            page = HOST + (what if action == "pageview" else "/")
+            row["url"] = page + (query if position == 0 else "")
+            if action == "event":
                 row["event_category"], row["event_action"], row["event_name"] = what
             elif action == "search":
                 row["search_keyword"] = what
-            else:
+            elif action in ("outlink", "download"):
                 row["url"] = what
             rows.append(row)
         if visit.ping is not None:
@@ -250,7 +252,8 @@ def expected(visits: list[Visit]) -> dict[str, Any]:
             labels = [label_of(w) for _, action, w in visit.actions if action == kind]
             for name in set(labels):
                 count(table, name, 1, labels.count(name))
-    totals["visitors"] = len({visit.visitor for visit in visits})
+    # A range's visitors: the sum of each day's unique visitors (reports.py says why).
+    totals["visitors"] = len({(visit.visitor, visit.start.date()) for visit in visits})
     as_rows = {
         table: {label: (per[(label, "visits")], per[(label, "actions")]) for label, _ in per}
         for table, per in tables.items()

@@ -45,6 +45,7 @@ from sqlalchemy import (
     insert,
     select,
     type_coerce,
+    update,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -362,6 +363,13 @@ def mark_dirty(session: Session, days: Iterable[tuple[int, dt.date]], now: dt.da
     fresh = wanted - known
     for site, day in sorted(fresh):
         session.add(AnalyticsDirtyDay(site_id=site, day=day, marked_at=now))
+    for site, day in wanted & known:
+        # A refresh computing that day right now leaves a mark made later than its read.
+        session.execute(
+            update(AnalyticsDirtyDay)
+            .where(AnalyticsDirtyDay.site_id == site, AnalyticsDirtyDay.day == day)
+            .values(marked_at=now)
+        )
     session.flush()
     return len(fresh)
 
@@ -471,7 +479,8 @@ def _refresh(
         top = max(top, watermark)
         changed = _days_between(session, watermark, top)
         report.hits_read = _count_between(session, watermark, top)
-        if _count_between(session, previous, watermark) != window:
+        in_window = _count_between(session, previous, watermark)
+        if in_window != window:
             changed |= _days_between(session, previous, watermark)
         dirty = {
             (site, day)
@@ -500,17 +509,27 @@ def _refresh(
         day_start = dt.datetime.combine(day, dt.time(), dt.UTC)
         frozen = (site, day) in existing and cutoff is not None and day_start < cutoff
         with sessions() as session, session.begin():
+            # Only the mark seen now is removed: an erasure marking the day again while it is
+            # computed (it sets a later marked_at) leaves its mark for the next refresh.
+            marked = session.scalar(
+                select(AnalyticsDirtyDay.marked_at).where(
+                    AnalyticsDirtyDay.site_id == site, AnalyticsDirtyDay.day == day
+                )
+            )
             if frozen:
                 report.frozen.append((site, day))
             else:
                 rollup = compute_day(session, site, day, hosts.get(site, frozenset()))
                 store_day(session, site, day, rollup, clock.now())
                 report.recomputed.append((site, day))
-            session.execute(
-                delete(AnalyticsDirtyDay).where(
-                    AnalyticsDirtyDay.site_id == site, AnalyticsDirtyDay.day == day
+            if marked is not None:
+                session.execute(
+                    delete(AnalyticsDirtyDay).where(
+                        AnalyticsDirtyDay.site_id == site,
+                        AnalyticsDirtyDay.day == day,
+                        AnalyticsDirtyDay.marked_at <= marked,
+                    )
                 )
-            )
         if not acquire(sessions, LEASE, holder, LEASE_TTL, clock):
             raise LockBusy(LEASE)  # the lease expired and another instance took over
         if progress is not None:
@@ -520,9 +539,12 @@ def _refresh(
         if state is None:
             state = AnalyticsRollupState(name=STATE)
             session.add(state)
-        state.previous_watermark = watermark
-        state.watermark = top
-        state.window_count = report.hits_read
+        if top > watermark:
+            state.previous_watermark, state.watermark = watermark, top
+            state.window_count = report.hits_read
+        else:  # nothing new: the window stays open until hits come in
+            state.previous_watermark, state.watermark = previous, watermark
+            state.window_count = in_window
         state.refreshed_at = started
     report.as_of = started
     return report

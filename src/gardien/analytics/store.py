@@ -1,9 +1,11 @@
 """Retention and data-subject requests for the raw audience-measurement hits.
 
 Raw hits are deleted once the register's period is over (six months in the seed), in chunks;
-the same pass forgets the daily salts of past days. A person is found by the visitor id the
-tracker or the cookieless hash gave them, by the user id a consenting site sent (given as the
-identity's ``visitor_id`` too), or by their consent id.
+the same pass forgets the daily salts of past days. The daily rollups are not touched: they
+hold aggregates only and outlive the raw data (``rollups.py``). An erasure marks the days of
+the erased hits dirty, so their rollups are recomputed from what is left. A person is found by
+the visitor id the tracker or the cookieless hash gave them, by the user id a consenting site
+sent (given as the identity's ``visitor_id`` too), or by their consent id.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from gardien.analytics.models import (
     AnalyticsHit,
 )
 from gardien.analytics.privacy import forget_old_salts
+from gardien.analytics.rollups import mark_dirty
 from gardien.retention.stores import DeletedWhenOld
 from gardien.security.crypto import blind_lookups
 from gardien.storage.subjects import ErasureOutcome, FoundRecords, JsonScalar, SubjectIdentity
@@ -133,6 +136,15 @@ class AnalyticsProvider:
         mine = self._mine(subject)
         if mine is None:
             return ErasureOutcome(self.name, erased=0)
+        # The rollups of the days those hits were on are recomputed by the next refresh
+        # (rollups.py; days past the raw-data retention stay frozen).
+        days = {
+            (site, when.date())
+            for site, when in session.execute(
+                select(AnalyticsHit.site_id, AnalyticsHit.received_at).where(mine)
+            )
+        }
+        mark_dirty(session, days, dt.datetime.now(dt.UTC))
         result = session.execute(delete(AnalyticsHit).where(mine))
         return ErasureOutcome(self.name, erased=int(getattr(result, "rowcount", 0) or 0))
 
