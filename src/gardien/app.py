@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from gardien import __version__
+from gardien.analytics.jobs import rollup_schedule
 from gardien.analytics.optout import router as optout_router
 from gardien.analytics.routes import TRACKING_PATHS
 from gardien.analytics.routes import router as analytics_router
@@ -131,10 +132,13 @@ def create_app(
         # The outbox sender (forms/jobs.py): queued e-mails leave within seconds. Several
         # instances may run it at once; SKIP LOCKED keeps each message to one of them.
         sender = asyncio.create_task(outbox_schedule(state)) if scheduler else None
+        # The audience rollups (analytics/rollups.py): reports stay within a minute or so of
+        # the raw hits; a lease keeps the refresh to one instance at a time.
+        rollups = asyncio.create_task(rollup_schedule(state)) if scheduler else None
         try:
             yield
         finally:
-            for running in (task, sender):
+            for running in (task, sender, rollups):
                 if running:
                     running.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
