@@ -15,6 +15,8 @@ from fastapi.staticfiles import StaticFiles
 
 from gardien import __version__
 from gardien.analytics.jobs import rollup_schedule
+from gardien.analytics.admin import router as analytics_admin_router
+from gardien.analytics.api import router as analytics_api_router
 from gardien.analytics.optout import router as optout_router
 from gardien.analytics.routes import TRACKING_PATHS
 from gardien.analytics.routes import router as analytics_router
@@ -164,6 +166,8 @@ def create_app(
     app.include_router(rights_router)
     app.include_router(admin_router)
     app.include_router(analytics_router)
+    app.include_router(analytics_api_router)
+    app.include_router(analytics_admin_router)
     app.include_router(optout_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Added innermost first: the access log sees every response, headers cover error pages.

@@ -48,6 +48,8 @@ ACCESS: dict[tuple[str, str], Permission | str] = {
     ("GET", "/admin/abuse"): P.view_abuse,
     ("GET", "/admin/api/me"): P.view_dashboard,
     ("GET", "/admin/api/audit/head"): P.view_audit_log,
+    ("GET", "/admin/analytics"): P.view_reports,
+    ("GET", "/admin/analytics/export"): P.view_reports,
     ("GET", "/admin/consent"): P.view_reports,
     ("GET", "/admin/consent/records"): P.view_personal_data,
     ("GET", "/admin/consent/revisions/{number}"): P.view_reports,

@@ -983,12 +983,7 @@ def analytics_report(
     """Print a site's audience report for a range of days (at most 366), after bringing the
     daily rollups up to date. The export is recorded in the audit trail."""
     from gardien.analytics.period import check_period
-    from gardien.analytics.reports import (
-        build_report,
-        refresh_rollups,
-        report_as_csv,
-        report_as_dict,
-    )
+    from gardien.analytics.reports import build_report, report_as_csv, report_as_dict
     from gardien.errors import BadRequest
     from gardien.security import audit
     from gardien.storage.database import unit_of_work
@@ -1005,7 +1000,7 @@ def analytics_report(
             else exc.message
         )
     with running(register) as state:
-        refresh_rollups(state.sessions, state.clock)
+        _refresh_rollups(state)
         with state.readers() as session:
             report = build_report(session, period.site.id, period.start, period.end)
         with unit_of_work(state.sessions) as session:
@@ -1022,3 +1017,38 @@ def analytics_report(
         sys.stdout.write(report_as_csv(report))
     else:
         sys.stdout.write(json.dumps(report_as_dict(report), indent=2, ensure_ascii=False) + "\n")
+
+
+def _refresh_rollups(state: State) -> None:
+    """Bring the rollups up to date, with a progress bar over the days recomputed. When another
+    instance (a server's schedule) is refreshing them, wait for it: it does the same work."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gardien.analytics.reports import refresh_rollups
+
+    deadline = time.monotonic() + 60
+    with Progress(
+        TextColumn("rollups"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} days"),
+        TimeElapsedColumn(),
+        console=err(),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("rollups", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        while True:
+            try:
+                refresh_rollups(state.sessions, state.register, state.clock, progress=advance)
+                return
+            except LockBusy:
+                if time.monotonic() > deadline:
+                    fail(
+                        "another instance has been refreshing the rollups for a minute; "
+                        "try again later",
+                        code=1,
+                    )
+                time.sleep(0.5)
