@@ -20,6 +20,7 @@ from gardien.analytics.api import router as analytics_api_router
 from gardien.analytics.optout import router as optout_router
 from gardien.analytics.routes import TRACKING_PATHS
 from gardien.analytics.routes import router as analytics_router
+from gardien.analytics.tracker import router as tracker_router
 from gardien.config import Settings
 from gardien.consent.admin import router as consent_admin_router
 from gardien.consent.routes import router as consent_router
@@ -166,6 +167,7 @@ def create_app(
     app.include_router(rights_router)
     app.include_router(admin_router)
     app.include_router(analytics_router)
+    app.include_router(tracker_router)
     app.include_router(analytics_api_router)
     app.include_router(analytics_admin_router)
     app.include_router(optout_router)
