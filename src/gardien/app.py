@@ -32,6 +32,8 @@ from gardien.forms.routes import router as forms_router
 from gardien.policy import service as policy_service
 from gardien.policy.routes import router as policy_router
 from gardien.retention.service import run_retention
+from gardien.rights.admin import INTAKE_PATH, UPLOAD_FORM_OVERHEAD
+from gardien.rights.admin import router as rights_admin_router
 from gardien.rights.routes import router as rights_router
 from gardien.runtime import build_state
 from gardien.security import audit
@@ -40,6 +42,7 @@ from gardien.security.connection_log import ConnectionLog, declares_fingerprint
 from gardien.security.public_limits import DEFAULT_EXEMPT, PublicWriteLimits
 from gardien.security.ratelimit import purge_expired as purge_expired_buckets
 from gardien.security.service import purge_expired_sessions
+from gardien.security.uploads import MAX_UPLOAD_BYTES
 from gardien.storage.database import unit_of_work
 from gardien.storage.locks import LockBusy
 from gardien.web import errors
@@ -165,6 +168,7 @@ def create_app(
     app.include_router(forms_router)
     app.include_router(forms_admin_router)
     app.include_router(rights_router)
+    app.include_router(rights_admin_router)
     app.include_router(admin_router)
     app.include_router(analytics_router)
     app.include_router(tracker_router)
@@ -174,7 +178,11 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Added innermost first: the access log sees every response, headers cover error pages.
     app.add_middleware(errors.CatchAll)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        uploads={INTAKE_PATH: MAX_UPLOAD_BYTES + UPLOAD_FORM_OVERHEAD},
+    )
     app.add_middleware(
         PublicWriteLimits,
         sessions=state.sessions,

@@ -62,6 +62,19 @@ ACCESS: dict[tuple[str, str], Permission | str] = {
     ("POST", "/admin/inbox/{public_id}/delete"): P.handle_forms,
     ("POST", "/admin/inbox/{public_id}/outbox/{outbox_id}/retry"): P.handle_forms,
     ("GET", "/admin/inbox-export"): P.export_data,
+    ("GET", "/admin/rights"): P.handle_rights,
+    ("GET", "/admin/rights/new"): P.handle_rights,
+    ("POST", "/admin/rights/new"): P.handle_rights,
+    ("GET", "/admin/rights/{reference}"): P.handle_rights,
+    ("GET", "/admin/rights/{reference}/attachments/{attachment_id}"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/assign"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/note"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/verify"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/acknowledge"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/extend"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/close"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/export"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/erase"): P.handle_rights,
 }
 
 FORM_VALUES = {

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from gardien.deps import State
 from gardien.forms.models import FormSubmission
+from gardien.rights.models import RightsAttachment, RightsCase
 from gardien.security import service
 from gardien.security.auth import COOKIE
 from gardien.security.models import AuditEntry
@@ -145,6 +146,30 @@ def bystander(client: TestClient, state: State, clock: FrozenClock) -> None:
                 duplicate_key="bystander",
                 status="new",
                 restricted=False,
+            )
+        )
+        # case "1" with document 1, for ``/admin/rights/{reference}`` and its attachments
+        case = RightsCase(
+            reference="1",
+            rights="access",
+            channel="post",
+            status="open",
+            language="en",
+            received_at=now,
+            due_at=now.date() + dt.timedelta(days=31),
+            email="bystander@example.org",
+        )
+        session.add(case)
+        session.flush()
+        session.add(
+            RightsAttachment(
+                id=1,
+                case_id=case.id,
+                added_at=now,
+                media_type="application/pdf",
+                size=8,
+                sha256="0" * 64,
+                content="JVBERi0xLjQK",
             )
         )
 

@@ -40,6 +40,7 @@ NAV = [
     ("/admin", N_("Dashboard"), Permission.view_dashboard),
     ("/admin/audit", N_("Audit trail"), Permission.view_audit_log),
     ("/admin/inbox", N_("Inbox"), Permission.handle_forms),
+    ("/admin/rights", N_("Rights requests"), Permission.handle_rights),
     ("/admin/analytics", N_("Audience"), Permission.view_reports),
     ("/admin/consent", N_("Consent"), Permission.view_reports),
     ("/admin/abuse", N_("Abuse"), Permission.view_abuse),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -75,16 +75,21 @@ class SecurityHeaders:
 
 
 class BodySizeLimit:
-    """Refuses bodies over ``max_bytes`` with 413, whether or not Content-Length is declared."""
+    """Refuses bodies over ``max_bytes`` with 413, whether or not Content-Length is declared.
+    ``uploads`` names the few paths that take a document, with their own (larger) limit."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, uploads: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.uploads = dict(uploads or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.uploads.get(scope.get("path", ""), self.max_bytes)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -92,7 +97,7 @@ class BodySizeLimit:
                 except ValueError:
                     await _plain_error(send, 400, b"invalid Content-Length")
                     return
-                if declared > self.max_bytes:
+                if declared > limit:
                     await _plain_error(send, 413, b"request body too large")
                     return
         received = 0
@@ -102,7 +107,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise BodyTooLarge
             return message
 
