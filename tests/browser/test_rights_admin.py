@@ -1,0 +1,99 @@
+"""An agent's journey through a rights case in real Chromium, against a real ``gardien serve``:
+sign in with a TOTP second factor, record a request that came by post with its scanned letter,
+verify it on a recorded basis, build the access package (a real download), close the case; the
+timeline shows every step and the queue lists the case without any identifier."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page
+
+from tests.browser.test_admin_xss import PASSWORD, sign_in_and_enrol
+from tests.support import Server, gardien_env, serving
+
+pytestmark = pytest.mark.browser
+
+AGENT = "agent@example.org"
+PERSON = "ioana.letter@example.org"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 64
+
+
+@pytest.fixture(scope="module")
+def agent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("rights-admin")
+    register = Path(__file__).resolve().parents[2] / "examples" / "seed-site" / "register.yaml"
+    env = gardien_env(root / "data", f"sqlite:///{root / 'gardien.db'}", register)
+    created = subprocess.run(
+        [sys.executable, "-m", "gardien", "admin", "create-user", AGENT, "--role", "agent"]
+        + ["--password-stdin"],
+        input=PASSWORD + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    with serving(env) as server:
+        yield server
+
+
+def test_an_agent_records_a_letter_verifies_exports_and_closes(
+    page: Page, agent_server: Server
+) -> None:
+    url = agent_server.url
+    sign_in_and_enrol(page, url, AGENT)
+    page.get_by_role("link", name="Rights requests").click()
+    page.wait_for_url("**/admin/rights")
+    page.get_by_role("link", name="Record a request received by e-mail or post").click()
+    page.select_option("#channel", "post")
+    page.get_by_label("access").check()
+    page.fill("#email", PERSON)
+    page.select_option("#language", "ro")
+    page.set_input_files("#scan", {"name": "letter.png", "mimeType": "image/png", "buffer": PNG})
+    page.get_by_role("button", name="Record", exact=True).click()
+    page.wait_for_url("**/admin/rights/GR-*")
+    reference = page.url.rsplit("/", 1)[1]
+    assert PERSON in page.locator("#h-identifiers + p + dl").inner_text()
+    assert page.locator("#verified").inner_text() == "not verified yet"
+
+    page.fill("#basis", "letter signed, address matches")
+    page.get_by_role("button", name="Mark as verified").click()
+    page.wait_for_load_state()
+    assert "letter signed, address matches" in page.locator("#verified").inner_text()
+
+    with page.expect_download() as downloading:
+        page.get_by_role("button", name="Build the package (ZIP)").click()
+    download = downloading.value
+    assert download.suggested_filename == f"{reference}.zip"
+    content = Path(download.path()).read_bytes()
+    assert {"index.html", "data.json"} <= set(zipfile.ZipFile(io.BytesIO(content)).namelist())
+
+    page.goto(f"{url}/admin/rights/{reference}")
+    page.select_option("#outcome", "fulfilled")
+    page.get_by_role("button", name="Close the case").click()
+    page.wait_for_load_state()
+    assert page.locator("#status").inner_text() == "closed (fulfilled)"
+    steps = page.locator("#timeline td.step").all_inner_texts()
+    for step in (
+        "opened",
+        "attached",
+        "verified",
+        "package_built",
+        "package_downloaded",
+        "answered",
+        "closed",
+    ):
+        assert step in steps, (step, steps)
+    assert steps.index("attached") < steps.index("verified") < steps.index("package_built")
+
+    page.goto(f"{url}/admin/rights?status=closed")
+    queue = page.locator("main").inner_text()
+    assert reference in queue and PERSON not in queue
