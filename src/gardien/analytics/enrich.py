@@ -16,9 +16,11 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from ua_parser import parse as parse_agent
+
+from gardien.analytics.models import LABEL_LIMIT
 
 UNKNOWN = "Unknown"
 DIRECT = "direct"
@@ -120,16 +122,17 @@ def agent(user_agent: str | None) -> Agent:
     )
 
 
+@functools.lru_cache(maxsize=65536)
 def page_label(url: str | None) -> str | None:
     """A URL as a report shows it: no query string, no fragment (a consenting visitor's URL
-    keeps its query in the raw hit; a report never shows it)."""
+    keeps its query in the raw hit; a report never shows it). Cached: pages repeat."""
     if not url:
         return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+    cut = url.split("#", 1)[0].split("?", 1)[0]
+    scheme, separator, rest = cut.partition("://")
+    if separator and "/" not in rest:
+        cut += "/"  # "https://host" is the page "https://host/"
+    return cut[:LABEL_LIMIT]
 
 
 def _bare_host(host: str) -> str:
@@ -170,6 +173,7 @@ class Referrer:
         return self.name
 
 
+@functools.lru_cache(maxsize=65536)
 def classify_referrer(
     referrer: str | None, page_url: str | None, own_hosts: frozenset[str]
 ) -> Referrer:

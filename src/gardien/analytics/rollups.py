@@ -30,7 +30,7 @@ erasure marks it; only days whose raw data is still complete are recomputed from
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Date,
+    Float,
     String,
     cast,
     delete,
@@ -49,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from gardien.analytics.enrich import Referrer, agent, classify_referrer, country, page_label
+from gardien.analytics.enrich import CAMPAIGN, agent, classify_referrer, country, page_label
 from gardien.analytics.models import (
     LABEL_LIMIT,
     AnalyticsDay,
@@ -131,20 +132,51 @@ class DayRollup:
     )
 
 
-@dataclass
 class _Visit:
-    started: dt.datetime
-    last: dt.datetime
-    first_url: str | None
-    referrer: str | None
-    user_agent: str | None
-    language: str | None
-    network: str | None
-    actions: int = 0
-    pageviews: int = 0
-    entry: str | None = None
-    exit: str | None = None
-    labels: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    __slots__ = (
+        "actions",
+        "entry",
+        "exit",
+        "first_url",
+        "language",
+        "last",
+        "network",
+        "pages",
+        "pageviews",
+        "referrer",
+        "started",
+        "user_agent",
+        "labels",
+    )
+
+    def __init__(
+        self,
+        started: float,
+        first_url: str | None,
+        referrer: str | None,
+        user_agent: str | None,
+        language: str | None,
+        network: str | None,
+    ) -> None:
+        self.started = self.last = started
+        self.first_url = first_url
+        self.referrer = referrer
+        self.user_agent = user_agent
+        self.language = language
+        self.network = network
+        self.actions = 0
+        self.pageviews = 0
+        self.entry: str | None = None
+        self.exit: str | None = None
+        self.labels: dict[str, set[str]] = {}
+        """Labels of the tables a visit may hit several times (pages, events...)."""
+
+    def saw(self, table: str, label: str) -> None:
+        labels = self.labels.get(table)
+        if labels is None:
+            self.labels[table] = {label}
+        else:
+            labels.add(label)
 
 
 def _event_label(category: str | None, action: str | None, name: str | None) -> str:
@@ -152,7 +184,12 @@ def _event_label(category: str | None, action: str | None, name: str | None) -> 
     return " / ".join(parts)[:LABEL_LIMIT]
 
 
+_GAP = VISIT_GAP.total_seconds()
+
+
 class _DayBuilder:
+    """Walks one day's hits in visitor and time order, closing each visit as it ends."""
+
     def __init__(self, own_hosts: frozenset[str]) -> None:
         self.own_hosts = own_hosts
         self.day = DayRollup()
@@ -160,46 +197,39 @@ class _DayBuilder:
 
     def close(self, visit: _Visit) -> None:
         day = self.day
+        visits_by, actions_by = day.visits_by, day.actions_by
         day.visits += 1
         if visit.actions == 1:
             day.bounces += 1
-        day.time_on_site += int((visit.last - visit.started).total_seconds())
-        ref: Referrer = classify_referrer(visit.referrer, visit.first_url, self.own_hosts)
-        seen = visit.labels
-        seen["referrer_types"].add(ref.kind)
-        if ref.label:
-            seen["referrers"].add(ref.label[:LABEL_LIMIT])
-        if ref.kind == "campaign" and ref.name:
-            seen["campaigns"].add(ref.name)
+        day.time_on_site += round(visit.last - visit.started)
+        ref = classify_referrer(visit.referrer, visit.first_url, self.own_hosts)
         found = agent(visit.user_agent)
-        seen["devices"].add(found.device)
-        seen["browsers"].add(found.browser)
-        seen["operating_systems"].add(found.operating_system)
-        seen["countries"].add(country(visit.network, visit.language))
+        single = [
+            ("referrer_types", ref.kind),
+            ("devices", found.device),
+            ("browsers", found.browser),
+            ("operating_systems", found.operating_system),
+            ("countries", country(visit.network, visit.language)),
+        ]
+        if ref.label:
+            single.append(("referrers", ref.label[:LABEL_LIMIT]))
+        if ref.kind == CAMPAIGN and ref.name:
+            single.append(("campaigns", ref.name))
+        for table, label in single:
+            visits_by[table][label] += 1
+            actions_by[table][label] += 1
         if visit.entry is not None:
-            seen["entry_pages"].add(visit.entry)
-            day.actions_by["entry_pages"][visit.entry] += visit.pageviews
+            visits_by["entry_pages"][visit.entry] += 1
+            actions_by["entry_pages"][visit.entry] += visit.pageviews
         if visit.exit is not None:
-            seen["exit_pages"].add(visit.exit)
-            day.actions_by["exit_pages"][visit.exit] += visit.pageviews
-        for table, labels in seen.items():
-            counter = day.visits_by[table]
-            for label in labels:
-                counter[label] += 1
-        for table in (
-            "referrers",
-            "referrer_types",
-            "campaigns",
-            "devices",
-            "browsers",
-            "operating_systems",
-            "countries",
-        ):
-            for label in seen.get(table, ()):
-                day.actions_by[table][label] += 1
+            visits_by["exit_pages"][visit.exit] += 1
+            actions_by["exit_pages"][visit.exit] += visit.pageviews
+        for table, labels in visit.labels.items():
+            visits_by[table].update(labels)
 
     def add(self, hits: Iterable[Sequence[Any]]) -> DayRollup:
         day = self.day
+        actions_by = day.actions_by
         visit: _Visit | None = None
         current: str | None = None
         for row in hits:
@@ -224,59 +254,62 @@ class _DayBuilder:
                     self.close(visit)
                 visit, current = None, visitor
             if action == "ping":
-                if visit is not None and when - visit.last <= VISIT_GAP:
+                if visit is not None and when - visit.last <= _GAP:
                     visit.last = max(visit.last, when)
                 continue
             if action not in ACTIONS:
                 continue
-            if visit is None or new_visit == 1 or when - visit.last > VISIT_GAP:
+            if visit is None or new_visit == 1 or when - visit.last > _GAP:
                 if visit is not None:
                     self.close(visit)
-                visit = _Visit(
-                    started=when,
-                    last=when,
-                    first_url=url,
-                    referrer=referrer,
-                    user_agent=user_agent,
-                    language=language,
-                    network=network,
-                )
+                visit = _Visit(when, url, referrer, user_agent, language, network)
                 self.visitors.add(visitor)
-            visit.last = max(visit.last, when)
+            if when > visit.last:
+                visit.last = when
             visit.actions += 1
-            label = page_label(url)
             if action == "pageview":
                 day.pageviews += 1
                 visit.pageviews += 1
+                label = page_label(url)
                 if label is not None:
-                    label = label[:LABEL_LIMIT]
                     if visit.entry is None:
                         visit.entry = label
                     visit.exit = label
-                    visit.labels["pages"].add(label)
-                    day.actions_by["pages"][label] += 1
+                    visit.saw("pages", label)
+                    actions_by["pages"][label] += 1
             elif action == "event":
                 day.events += 1
                 name = _event_label(e_category, e_action, e_name)
-                visit.labels["events"].add(name)
-                day.actions_by["events"][name] += 1
+                visit.saw("events", name)
+                actions_by["events"][name] += 1
             elif action == "search":
                 day.searches += 1
                 term = (keyword or "").strip().lower()[:LABEL_LIMIT]
-                visit.labels["searches"].add(term)
-                day.actions_by["searches"][term] += 1
-            elif action in ("outlink", "download") and label is not None:
+                visit.saw("searches", term)
+                actions_by["searches"][term] += 1
+            elif action in ("outlink", "download"):
+                label = page_label(url)
+                if label is None:
+                    continue
                 table = "outlinks" if action == "outlink" else "downloads"
                 if action == "outlink":
                     day.outlinks += 1
                 else:
                     day.downloads += 1
-                visit.labels[table].add(label[:LABEL_LIMIT])
-                day.actions_by[table][label[:LABEL_LIMIT]] += 1
+                visit.saw(table, label)
+                actions_by[table][label] += 1
         if visit is not None:
             self.close(visit)
         day.visitors = len(self.visitors)
         return day
+
+
+def _seconds(session: Session) -> ColumnElement[float]:
+    """A hit's time as seconds since the epoch, computed by the database (cheaper to read
+    than a datetime, and enough for 30-minute gaps and whole-second times on site)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return (func.julianday(type_coerce(AnalyticsHit.received_at, String)) - 2440587.5) * 86400.0
+    return cast(func.extract("epoch", AnalyticsHit.received_at), Float)
 
 
 def compute_day(
@@ -285,8 +318,8 @@ def compute_day(
     """One site's day from its raw hits (read only here, in visitor and time order)."""
     start = dt.datetime.combine(day, dt.time(), dt.UTC)
     end = start + dt.timedelta(days=1)
-    rows = session.execute(
-        select(*_HIT_COLUMNS)
+    rows = session.connection().execute(
+        select(AnalyticsHit.visitor_id, _seconds(session), *_HIT_COLUMNS[2:])
         .where(AnalyticsHit.site_id == site_id)
         .where(AnalyticsHit.received_at >= start, AnalyticsHit.received_at < end)
         .order_by(AnalyticsHit.visitor_id, AnalyticsHit.received_at, AnalyticsHit.id)
