@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from bench import (
     analytics,
+    analytics_reports,
     connlog,
     consent_records,
     consent_size,
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[], list[Verdict]]] = {
     "consent_records": consent_records.run,
     "forms": forms.run,
     "analytics": analytics.run,
+    "analytics_reports": analytics_reports.run,
     "rights": rights.run,
 }
 
