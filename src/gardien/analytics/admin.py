@@ -139,6 +139,8 @@ class Figure:
     @property
     def delta(self) -> str:
         value = self.change.delta
+        if not round(value, 1):
+            return "0"
         text = f"{value:+.1f}" if self.unit == "pt" else f"{round(value):+d}"
         return f"{text} {self.unit}" if self.unit else text
 
