@@ -149,3 +149,17 @@ def test_csv_export_is_the_report_and_is_audited(
     ]
     refused = person.client.get("/admin/analytics/export", params=RANGE | {"to": "2026-01-01"})
     assert refused.status_code == 400
+
+
+def test_the_dashboard_speaks_french_and_romanian(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    add_traffic(state)
+    person = _person(client, state, clock, "dpo")
+    french = person.client.get(PAGE, params=RANGE | {"lang": "fr"}).text
+    assert '<h2 id="h-visits">Visites au fil du temps</h2>' in french
+    assert _figure(french, "Pages vues") == ("5", "1", "+4", "+400.0 %")
+    refused = person.client.get(PAGE, params=RANGE | {"lang": "ro", "to": "2026-01-01"})
+    assert refused.status_code == 400
+    assert "prima zi este după ultima zi" in refused.text
+    assert "<h1>Audiență</h1>" in refused.text
