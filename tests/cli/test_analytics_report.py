@@ -14,11 +14,12 @@ from typer.testing import CliRunner
 
 from gardien.analytics.models import analytics_hit
 from gardien.analytics.reports import TABLES
+from gardien.cli.main import app
 from gardien.config import Settings
 from gardien.deps import State
 from gardien.security.models import AuditEntry
 from tests.analytics.report_traffic import EXPECTED, EXPECTED_DAYS, FIRST, HITS, LAST
-from tests.cli.test_commands import app, env_of
+from tests.cli.test_commands import env_of
 
 runner = CliRunner()
 RANGE = ["--site", "1", "--from", FIRST.isoformat(), "--to", LAST.isoformat()]
