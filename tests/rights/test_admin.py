@@ -314,12 +314,13 @@ def test_an_extension_is_allowed_within_the_first_month_only(
     client: TestClient, state: State, clock: FrozenClock
 ) -> None:
     inside = _case(state, clock, ["access"], "email", email="a@example.org")
+    shorter = _case(state, clock, ["access"], "email", email="d@example.org")
     after = _case(state, clock, ["access"], "email", email="c@example.org")
     # received 2026-01-15: the first month ends on 2026-02-16 (the 15th is a Sunday)
     clock.advance(dt.datetime(2026, 2, 16, 18, tzinfo=dt.UTC) - clock.now())
     agent = signed_in(client, state, clock, "agent@example.org", "agent")
     draft = agent.client.get(f"/admin/rights/{inside}").text
-    assert answers.REASONS_MARK in draft
+    assert answers.REASONS_MARK in draft and answers.DUE_MARK in draft
     no_reasons = agent.client.post(
         f"/admin/rights/{inside}/extend",
         data={"csrf": agent.csrf, "reasons": " ", "message": "We need more time."},
@@ -345,6 +346,27 @@ def test_an_extension_is_allowed_within_the_first_month_only(
         data={"csrf": agent.csrf, "reasons": "again", "message": answers.REASONS_MARK},
     )
     assert twice.status_code == 409
+    one_more_month = agent.client.post(
+        f"/admin/rights/{shorter}/extend",
+        data={
+            "csrf": agent.csrf,
+            "reasons": "a backup must be restored",
+            "message": f"Due {answers.DUE_MARK}: {answers.REASONS_MARK}",
+            "months": "1",
+        },
+    )
+    assert one_more_month.status_code == 200
+    with state.sessions() as session:
+        case = session.scalars(select(RightsCase).where(RightsCase.reference == shorter)).one()
+        assert case.due_at == dt.date(2026, 3, 16)  # 15 March 2026 is a Sunday
+        body = session.scalars(select(RightsAnswer.body).where(RightsAnswer.case_id == case.id))
+        expected = answers.long_date(dt.date(2026, 3, 16), case.language)
+        assert body.one() == f"Due {expected}: a backup must be restored"
+    three = agent.client.post(
+        f"/admin/rights/{after}/extend",
+        data={"csrf": agent.csrf, "reasons": "x", "message": "x", "months": "3"},
+    )
+    assert three.status_code in (400, 422)  # never beyond two further months
     clock.advance(dt.timedelta(days=1))  # 2026-02-17: the first month is over
     again(agent, clock, "agent@example.org")
     late = agent.client.post(

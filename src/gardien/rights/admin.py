@@ -269,6 +269,7 @@ def case_view(
         assignees=[(u.id, u.email, u.role) for u in assignees],
         drafts={kind: casework.draft(register, case, kind) for kind in KINDS},
         outcomes=casework.OUTCOMES,
+        extended_dates={n: casework.extended_due(register, case, n) for n in (1, 2)},
         receipt=case.receipt,
     )
 
@@ -383,10 +384,18 @@ def extend(
     csrf: Csrf,
     reasons: Text,
     message: Text,
+    months: Annotated[int, Form(ge=1, le=2)] = 2,
 ) -> Response:
     case = _acting(db, context, csrf, reference)
     casework.extend(
-        db, state.register, case, reasons, message, now=state.clock.now(), actor=context.actor
+        db,
+        state.register,
+        case,
+        reasons,
+        message,
+        now=state.clock.now(),
+        actor=context.actor,
+        further=months,
     )
     return _back(case)
 

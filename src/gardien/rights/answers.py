@@ -5,7 +5,8 @@ A refusal always states its reasons, the right to complain to the supervisory au
 contact block comes from the register, with the person's own member state's authority, GDPR
 Art. 77) and the right to a judicial remedy (Art. 79): legal-requirements §1.3.3 and §7.1. An
 extension states its reasons and the new deadline (Art. 12(3)). ``REASONS_MARK`` shows where
-the reasons the agent types go, so they cannot be left out by mistake.
+the reasons the agent types go, so they cannot be left out by mistake; ``DUE_MARK`` where the
+new due date goes.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from gardien.register.schema import Register
 
 KINDS = ("acknowledgement", "extension", "refusal", "outcome")
 REASONS_MARK = "[reasons]"
+DUE_MARK = "[new due date]"
+"""Where an extension's new due date goes: the agent chooses one or two further months when
+recording it, and the date is written in then."""
 
 
-def _date(day: dt.date, language: str) -> str:
+def long_date(day: dt.date, language: str) -> str:
     return format_date(day, format="long", locale=language)
 
 
@@ -80,7 +84,6 @@ def draft(
     language: str,
     received: dt.date,
     due: dt.date,
-    extended_due: dt.date,
 ) -> str:
     """The first draft of a ``kind`` message (one of ``KINDS``) for a case."""
     _ = translator(language).gettext
@@ -91,7 +94,7 @@ def draft(
     about = str(_("About your request %(reference)s (%(rights)s), received on %(received)s.")) % {
         "reference": reference,
         "rights": asked,
-        "received": _date(received, language),
+        "received": long_date(received, language),
     }
     if kind == "acknowledgement":
         body = [
@@ -101,7 +104,7 @@ def draft(
                     "latest. Please quote its reference in any message about it."
                 )
             )
-            % {"due": _date(due, language)},
+            % {"due": long_date(due, language)},
         ]
     elif kind == "extension":
         body = [
@@ -111,7 +114,7 @@ def draft(
                     "extend the deadline to %(due)s, for the following reasons:"
                 )
             )
-            % {"due": _date(extended_due, language)},
+            % {"due": DUE_MARK},
             REASONS_MARK,
         ]
     elif kind == "refusal":

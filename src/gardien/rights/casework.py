@@ -72,8 +72,14 @@ def one_month_due(register: Register, case: RightsCase) -> dt.date:
     return due_date(case.received_at.date(), register.rights.holidays_country, ONE_MONTH)
 
 
-def extended_due(register: Register, case: RightsCase) -> dt.date:
-    return due_date(case.received_at.date(), register.rights.holidays_country, EXTENDED_MONTHS)
+def extended_due(register: Register, case: RightsCase, further: int = 2) -> dt.date:
+    """The due date extended by ``further`` months (1 or 2), counted from receipt like the
+    first month (``deadlines.deadline``): at most receipt + 3 months."""
+    if further not in (1, 2):
+        raise BadRequest(N_("a deadline is extended by one or two further months"))
+    months = ONE_MONTH + further
+    assert months <= EXTENDED_MONTHS
+    return due_date(case.received_at.date(), register.rights.holidays_country, months)
 
 
 def _trace(session: Session, case: RightsCase, now: dt.datetime, actor: Actor, action: str) -> None:
@@ -311,9 +317,11 @@ def extend(
     *,
     now: dt.datetime,
     actor: Actor,
+    further: int = 2,
 ) -> RightsAnswer:
-    """Extend the deadline by two further months (receipt + 3 months, Art. 12(3)), only while
-    the first month runs and only once; the notice with the reasons is the answer recorded."""
+    """Extend the deadline by up to two further months (at most receipt + 3 months, Art.
+    12(3)), only while the first month runs and only once; the notice with the reasons is the
+    answer recorded."""
     _open_only(case)
     if case.extended_on is not None:
         raise Conflict(N_("the deadline was already extended"))
@@ -328,8 +336,10 @@ def extend(
         )
     reasons = free_text(reasons, "reasons", REASONS_LIMIT)
     text = _with_reasons(free_text(message, "message", MESSAGE_LIMIT), reasons)
+    new_due = extended_due(register, case, further)
+    text = text.replace(drafts.DUE_MARK, drafts.long_date(new_due, case.language))
     before = case.due_at
-    case.due_at = extended_due(register, case)
+    case.due_at = new_due
     case.extended_on = now.date()
     answer = record_answer(session, case, "extension", text, now=now, actor=actor)
     add_event(
@@ -401,5 +411,4 @@ def draft(register: Register, case: RightsCase, kind: str) -> str:
         language=case.language,
         received=case.received_at.date(),
         due=case.due_at,
-        extended_due=extended_due(register, case),
     )
