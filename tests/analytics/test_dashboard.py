@@ -94,7 +94,10 @@ def test_opens_on_the_last_30_days_and_offers_presets(
     client: TestClient, state: State, clock: FrozenClock
 ) -> None:
     add_traffic(state)
-    html = _person(client, state, clock, "dpo").client.get(PAGE).text
+    person = _person(client, state, clock, "dpo")
+    html = person.client.get(PAGE).text
+    assert person.client.get(PAGE, params={"site": "1"}).text == html  # the site, no dates
+    assert person.client.get(PAGE, params={"site": "9"}).status_code == 400
     assert 'value="2025-12-17"' in html and 'value="2026-01-15"' in html
     assert "2025-12-17 to 2026-01-15 (30 days)" in html
     assert _figure(html, "Visits")[0] == "4"  # the 11th's visit is in the last 30 days too

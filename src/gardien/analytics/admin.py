@@ -3,8 +3,9 @@ GET form), the totals beside the previous period of the same length, visits per 
 chart drawn on the server (with the same figures as a table), every report table, and the
 CSV export (traced in the audit trail, as every admin export is).
 
-Everything is read from the daily rollups, never from raw hits, so a year's dashboard costs
-about what a week's does; "current as of" says how far the rollups have got.
+Everything is read from the daily rollups, never from raw hits: a view costs two reports (the
+period and the one before), whose cost grows with the days and labels, not with the traffic;
+"current as of" says how far the rollups have got.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gardien.analytics.period import (
     Change,
     ReportPeriod,
     check_period,
+    find_site,
     last_days,
 )
 from gardien.analytics.reports import TABLES, Report, Totals, build_report, report_as_csv
@@ -190,10 +192,9 @@ def clock_time(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _query(period: ReportPeriod, **more: str) -> str:
+def _query(period: ReportPeriod) -> str:
     return urlencode(
         {"site": period.site.id, "from": period.start.isoformat(), "to": period.end.isoformat()}
-        | more
     )
 
 
@@ -202,14 +203,15 @@ def _site_choices(sites: list[Site]) -> list[tuple[int, str]]:
 
 
 def asked_period(state: State, query: QueryParams) -> ReportPeriod:
-    """The site and range in the query; without any, the first site's last 30 days (what the
-    dashboard opens on); a missing site is the first one."""
+    """The site and range in the query. Without a site, the register's first; without dates,
+    the last 30 days (what the dashboard opens on)."""
     sites = state.register.sites
     if not sites:
         raise BadRequest(N_("the register declares no site to report on"))
     site, start, end = (query.get(name) or "" for name in ("site", "from", "to"))
-    if not (site or start or end):
-        return last_days(sites[0], state.clock.now().date(), DEFAULT_DAYS)
+    if not (start or end):
+        found = find_site(state.register, site) if site else sites[0]
+        return last_days(found, state.clock.now().date(), DEFAULT_DAYS)
     return check_period(state.register, site or sites[0].id, start or None, end or None)
 
 
