@@ -458,3 +458,19 @@ def test_gardien_js_alone_sends_to_the_endpoint_next_to_it(visitor: Visitor, sit
     [view] = wait_for(site, start, count_of("pageview", 1))
     assert view["url"] == f"{site.url}/site/plain"
     assert visitor.sent[0]["idsite"] == "1"
+
+
+def test_disable_cookies_keeps_a_consenting_visitor_without_cookie(
+    visitor: Visitor, site: Site
+) -> None:
+    """``disableCookies`` sends matomo.js's ``cookie=0``: the server sets no visitor cookie even
+    though the banner recorded the visitor's consent."""
+    start = last_id(site)
+    banner = '<script src="/consent/gardien-consent.js" data-lang="en"></script>'
+    calls = "_paq.push(['requireConsent']); _paq.push(['disableCookies']);"
+    page = visitor.open("/site/no-cookies", html("No cookies", banner + snippet(site, calls)))
+    page.wait_for_selector(".gc-banner:not([hidden])")
+    page.get_by_role("button", name=site.config("en")["texts"]["accept"], exact=True).click()
+    [view] = wait_for(site, start, count_of("pageview", 1))
+    assert view["consented"] == 1 and visitor.sent[0]["cookie"] == "0"
+    assert cookie_names(visitor.context) == {"gardien_consent"}

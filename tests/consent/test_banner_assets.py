@@ -1,6 +1,7 @@
-"""The banner's committed, minified files: built from today's sources, within the size budget,
-speaking only through the config's texts. No Node needed: ``make assets`` writes the sha256 of
-each source into the first line of its minified file, and these tests recompute it."""
+"""The banner's committed, minified files (and the tracker's, for staleness): built from today's
+sources, within the size budget, speaking only through the config's texts. No Node needed:
+``make assets`` writes the sha256 of each source into the first line of its minified file, and
+these tests recompute it."""
 
 from __future__ import annotations
 
@@ -32,12 +33,22 @@ def gzipped(data: bytes) -> int:
     return len(gzip.compress(data, compresslevel=9, mtime=0))
 
 
-@pytest.mark.parametrize("kind", ["js", "css"])
-def test_committed_build_is_made_from_the_current_source(kind: str) -> None:
-    first_line = BUILDS[kind].read_text(encoding="utf-8").split("\n", 1)[0]
-    digest = hashlib.sha256(SOURCES[kind].read_bytes()).hexdigest()
-    assert first_line == f"/*! gardien-consent.{kind} sha256:{digest} */", (
-        f"{BUILDS[kind].name} is stale: run `make assets` and commit it"
+ANALYTICS = CONSENT.parent / "analytics"
+# Every file `make assets` builds (tools/assets/build.mjs): source, committed build.
+MADE_BY_MAKE_ASSETS = {
+    "gardien-consent.js": (SOURCES["js"], BUILDS["js"]),
+    "gardien-consent.css": (SOURCES["css"], BUILDS["css"]),
+    "gardien.js": (ANALYTICS / "assets" / "gardien.js", ANALYTICS / "static" / "gardien.min.js"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MADE_BY_MAKE_ASSETS))
+def test_committed_build_is_made_from_the_current_source(name: str) -> None:
+    source, build = MADE_BY_MAKE_ASSETS[name]
+    first_line = build.read_text(encoding="utf-8").split("\n", 1)[0]
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert first_line == f"/*! {name} sha256:{digest} */", (
+        f"{build.name} is stale: run `make assets` and commit it"
     )
 
 

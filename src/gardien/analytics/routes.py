@@ -215,7 +215,7 @@ class _Tracker:
     def visitor_from_cookie(self, hit: TrackedHit) -> str | None:
         """With consent and no id from the tracker: the visitor cookie's id, minted and set
         (once, for the declared lifetime, never beyond the consent) when there is none."""
-        if not self.consented or hit.tracker_visitor_id or hit.url is None:
+        if not self.consented or not hit.cookies or hit.tracker_visitor_id or hit.url is None:
             return None
         host = (hit.url.split("//", 1)[-1].split("/", 1)[0].split(":", 1)[0]).lower()
         name = _visitor_cookie_name(hit.site_id, host)

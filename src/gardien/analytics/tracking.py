@@ -140,6 +140,9 @@ class TrackedHit:
     """``cip``, from an authenticated sender only."""
     custom_time: dt.datetime | None = None
     """``cdt``, from an authenticated sender only (UTC)."""
+    cookies: bool = True
+    """False with ``cookie=0``: the page's tracker uses no cookie (``disableCookies``, or a
+    consent to cookies still pending), so the server neither reads nor sets its visitor cookie."""
 
 
 def strip_query(url: str, consented: bool) -> str:
@@ -318,4 +321,5 @@ def read_hit(
         include_bots=params.get("bots") == "1",
         custom_ip=custom_ip,
         custom_time=when,
+        cookies=params.get("cookie") != "0",
     )
