@@ -21,6 +21,7 @@ from bench import (
     rights,
     startup,
     throughput,
+    tracker_size,
 )
 from bench.common import Verdict, heading, print_table
 
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[], list[Verdict]]] = {
     "connlog": connlog.run,
     "crypto": crypto.run,
     "consent_size": consent_size.run,
+    "tracker_size": tracker_size.run,
     "consent_records": consent_records.run,
     "forms": forms.run,
     "analytics": analytics.run,
