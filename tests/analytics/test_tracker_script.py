@@ -87,7 +87,8 @@ def test_the_script_keeps_every_name_a_page_calls_and_reaches_no_third_party() -
     build = BUILD.read_text(encoding="utf-8")
     missing = [name for name in API if name not in build]
     assert missing == []
-    for name in ("_paq", "gardien:consent", "gardien_consent", "gardien_optout", "sendBeacon"):
+    names = ("_paq", "gardien:consent", "gardien_consent", "gardien_optout", "sendBeacon")
+    for name in (*names, "rememberConsentGiven"):
         assert name in build
     assert re.findall(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", build) == []
     assert "webdriver" not in build and "localStorage" not in build

@@ -185,6 +185,7 @@ def test_events_and_site_search_carry_the_page_view_id(visitor: Visitor, site: S
         _paq.push(['trackSiteSearch', 'privacy notice', 'Documents', 3]);
         _paq.push(['trackSiteSearch', 'cookies', false, false]);
         _paq.push(['aMethodMatomoHasAndGardienNot', 1]);  // ignored, nothing breaks
+        _paq.push({}, 42, ['setCustomUrl', 'http://[bad']);  // refused, the queue goes on
         _paq.push(['trackEvent', 'Video', 'End']);
         }"""
     )
@@ -308,7 +309,7 @@ def test_require_consent_holds_hits_until_consent_is_given(visitor: Visitor, sit
     page.evaluate("() => _paq.push(['trackEvent', 'Form', 'Open'])")
     page.wait_for_timeout(500)
     assert visitor.sent == [] and hits(site, start) == []
-    page.evaluate("() => _paq.push(['setConsentGiven'])")
+    page.evaluate("() => _paq.push(['rememberConsentGiven'])")  # Matomo's other name
     rows = wait_for(site, start, lambda r: len(r) >= 2)
     assert sorted(row["action"] for row in rows) == ["event", "pageview"]
     assert all(sent.get("consent") == "1" for sent in visitor.sent)

@@ -90,7 +90,7 @@
     }
     var query = [];
     for (var name in params) {
-      if (params[name] != null && params[name] !== false) query.push(name + '=' + encodeURIComponent(params[name]));
+      if (params[name] || params[name] === 0) query.push(name + '=' + encodeURIComponent(params[name]));
     }
     var url = trackerUrl + '?' + query.join('&');
     // Matomo's default: a beacon POST, parameters in the URL, empty body; it outlives the page.
@@ -104,7 +104,7 @@
     params.res = screen.width + 'x' + screen.height;
     params.pv_id = pageViewId;
     params.uid = userId;
-    params.cookie = cookiesDisabled ? 0 : null;
+    params.cookie = cookiesDisabled && 0;
     for (var id in dimensions) params['dimension' + id] = dimensions[id];
     if (consentRequired && !consented()) held.push(params);
     else send(params);
@@ -157,11 +157,7 @@
       : link.hasAttribute('download') || DOWNLOAD.test(href)
         ? 'download'
         : link.hostname.replace(/^www\./, '') != loc.hostname.replace(/^www\./, '') && 'link';
-    if (/^https?:/i.test(href) && kind && kind != 'ignore') {
-      var params = {};
-      params[kind] = href;
-      request(params);
-    }
+    if (/^https?:/i.test(href) && kind && kind != 'ignore') request({ [kind]: href });
   }
 
   // Applied first from the queue, as matomo.js does: the standard snippet pushes trackPageView
@@ -200,9 +196,7 @@
       request({ search: keyword, search_cat: category, search_count: /^\d+$/.test(count) ? count : null });
     },
     trackLink: function (url, type) {
-      var params = {};
-      params[type == 'download' ? 'download' : 'link'] = url;
-      request(params);
+      request({ [type == 'download' ? 'download' : 'link']: url });
     },
     setCustomDimension: function (id, value) {
       if (id > 0) dimensions[id | 0] = value;
@@ -240,15 +234,19 @@
     },
   });
 
+  // Matomo's variant that also writes its mtm_consent cookie: here, consent for the page only.
+  tracker.rememberConsentGiven = tracker.setConsentGiven;
+
   function apply(item) {
-    var method = item[0];
-    var args = [].slice.call(item, 1);
     try {
+      var method = item[0];
+      var args = item.slice(1);
       // Unknown methods are ignored, as a Matomo site may call any of matomo.js's many others.
       if (typeof method == 'function') method.apply(tracker, args);
       else if (tracker.hasOwnProperty(method)) tracker[method].apply(tracker, args);
     } catch (error) {
-      // One bad call (an invalid custom URL, a throwing callback) must not stop the queue.
+      // One bad call (not an array, an invalid custom URL, a throwing callback) must not stop
+      // the queue.
     }
   }
 
@@ -270,9 +268,8 @@
   ['pushState', 'replaceState'].forEach(function (name) {
     var original = history[name];
     history[name] = function () {
-      var result = original.apply(this, arguments);
-      historyChanged();
-      return result;
+      historyChanged(); // a timer: the page view comes after the change
+      return original.apply(this, arguments);
     };
   });
   w.addEventListener('popstate', historyChanged);
