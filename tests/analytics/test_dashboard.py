@@ -4,22 +4,26 @@ with the form and a reason, and the CSV export traced in the audit trail."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from gardien.analytics.admin import period_totals
 from gardien.analytics.reports import build_report, report_as_csv
 from gardien.deps import State
 from gardien.security.models import AuditEntry
 from gardien.security.permissions import Permission, Role, allowed
 from gardien.storage.clock import FrozenClock
-from tests.analytics.report_traffic import FIRST, LAST, add_traffic
+from tests.analytics.report_traffic import BEFORE, FIRST, LAST, add_traffic
 from tests.security.signin import SignedIn, signed_in
 
 PAGE = "/admin/analytics"
 RANGE = {"site": "1", "from": FIRST.isoformat(), "to": LAST.isoformat()}
+LATER = dt.date(2026, 3, 1)
+"""A day without traffic."""
 
 
 def _person(client: TestClient, state: State, clock: FrozenClock, role: str) -> SignedIn:
@@ -166,3 +170,12 @@ def test_the_dashboard_speaks_french_and_romanian(
     assert refused.status_code == 400
     assert "prima zi este după ultima zi" in refused.text
     assert "<h1>Audiență</h1>" in refused.text
+
+
+def test_the_compared_totals_are_the_reports_totals(state: State) -> None:
+    add_traffic(state)
+    with state.readers() as session:
+        for start, end in ((FIRST, LAST), (BEFORE, LAST), (LAST, LAST), (LATER, LATER)):
+            assert (
+                period_totals(session, 1, start, end) == build_report(session, 1, start, end).totals
+            ), (start, end)
