@@ -475,3 +475,19 @@ def test_disable_cookies_keeps_a_consenting_visitor_without_cookie(
     [view] = wait_for(site, start, count_of("pageview", 1))
     assert view["consented"] == 1 and visitor.sent[0]["cookie"] == "0"
     assert cookie_names(visitor.context) == {"gardien_consent"}
+
+
+def test_without_send_beacon_an_image_request_carries_the_hit(visitor: Visitor, site: Site) -> None:
+    visitor.context.add_init_script(
+        "Object.defineProperty(Navigator.prototype, 'sendBeacon', {value: undefined})"
+    )
+    methods: list[str] = []
+    visitor.context.on(
+        "request",
+        lambda r: methods.append(r.method) if urlparse(r.url).path == "/matomo.php" else None,
+    )
+    start = last_id(site)
+    page = visitor.open("/site/old-browser", html("Old browser", snippet(site)))
+    assert page.evaluate("navigator.sendBeacon === undefined")
+    [view] = wait_for(site, start, count_of("pageview", 1))
+    assert view["url"] == f"{site.url}/site/old-browser" and methods == ["GET"]
