@@ -62,8 +62,7 @@
   // The consent banner's decision: its API once loaded, else its cookie (format in
   // docs/consent.md: 1:<id>:<revision>:<decided at>:<category>=1&<category>=0).
   function bannerGranted() {
-    var banner = w.Gardien && w.Gardien.consent;
-    var decision = banner && banner.get();
+    var decision = w.Gardien?.consent?.get();
     if (decision) return !!decision.choices[CATEGORY];
     return /^1:.*[:&]audience_measurement=1\b/.test(cookie('gardien_consent'));
   }
@@ -90,11 +89,12 @@
     }
     var query = [];
     for (var name in params) {
-      if (params[name] || params[name] === 0) query.push(name + '=' + encodeURIComponent(params[name]));
+      var value = params[name];
+      if (value || value === 0) query.push(name + '=' + encodeURIComponent(value));
     }
     var url = trackerUrl + '?' + query.join('&');
     // Matomo's default: a beacon POST, parameters in the URL, empty body; it outlives the page.
-    if (!(nav.sendBeacon && nav.sendBeacon(url))) new Image().src = url;
+    if (!nav.sendBeacon?.(url)) new Image().src = url;
   }
 
   function request(params) {
@@ -145,13 +145,11 @@
   }
 
   function linkClicked(event) {
-    var link = linkTracking && event.target.closest && event.target.closest('a[href]');
+    var link = linkTracking && event.target.closest?.('a[href]');
     if (!link) return;
     var href = link.href;
     // Matomo's classes: matomo_ignore, matomo_download, matomo_link (or piwik_...).
-    var kind = / (?:matomo|piwik)_(ignore|download|link) /.exec(
-      ' ' + link.className + ' '
-    );
+    var kind = / (?:matomo|piwik)_(ignore|download|link) /.exec(' ' + link.className + ' ');
     kind = kind
       ? kind[1]
       : link.hasAttribute('download') || DOWNLOAD.test(href)
@@ -189,11 +187,13 @@
     trackEvent: function (category, action, name, value) {
       value = parseFloat(value);
       if (category && action) {
-        request({ e_c: category, e_a: action, e_n: name, e_v: isFinite(value) ? value : null, ca: 1 });
+        value = isFinite(value) ? value : null;
+        request({ e_c: category, e_a: action, e_n: name, e_v: value, ca: 1 });
       }
     },
     trackSiteSearch: function (keyword, category, count) {
-      request({ search: keyword, search_cat: category, search_count: /^\d+$/.test(count) ? count : null });
+      count = /^\d+$/.test(count) ? count : null;
+      request({ search: keyword, search_cat: category, search_count: count });
     },
     trackLink: function (url, type) {
       request({ [type == 'download' ? 'download' : 'link']: url });
