@@ -12,10 +12,13 @@ from gardien.analytics.store import AnalyticsHitStore, AnalyticsProvider
 from gardien.config import Settings
 from gardien.consent.store import ConsentProvider, ConsentRecordStore
 from gardien.deps import State
+from gardien.forms.jobs import add_kinds
 from gardien.forms.provider import FormsProvider, FormSubmissionStore
 from gardien.register.loader import load_register
 from gardien.register.schema import Register
 from gardien.retention.stores import RetentionStore, StoreRegistry
+from gardien.rights import jobs as rights_jobs
+from gardien.rights import notify
 from gardien.rights.provider import RightsCaseProvider, RightsCaseStore
 from gardien.security import crypto
 from gardien.security.audit import AuditStore
@@ -65,6 +68,8 @@ def build_state(
 ) -> State:
     """Load the register (raises ``RegisterError``) and wire the engine, stores and keys."""
     register = register or load_register(settings.register_file)
+    for kinds in notify.OUTBOX_KINDS:  # the rights notices go through the forms' outbox
+        add_kinds(kinds)
     engine = engine_from_settings(settings)
     sessions = session_factory(engine)
     clock = clock or SystemClock()
@@ -76,7 +81,7 @@ def build_state(
         register=register,
         clock=clock,
         templates=make_environments(register.languages.available),
-        stores=stores or StoreRegistry(domain_stores()),
+        stores=stores or StoreRegistry(domain_stores(), rights_jobs.sweeps()),
         providers=providers or ProviderRegistry(domain_providers()),
         keys=KeyStore(settings, sessions, clock),
         writer=GroupCommit(engine),

@@ -160,7 +160,7 @@ def test_the_code_goes_to_the_address_and_confirms_the_request_once(
     assert EMAIL not in done.text
     again = verify(client, reference, code)
     assert again.status_code == 409 and "already used" in again.text
-    assert events(state, reference) == ["opened", "code_sent", "verified"]
+    assert events(state, reference) == ["opened", "code_sent", "verified", "notice_queued"]
     with state.sessions() as session:
         case = session.scalars(select(RightsCase).where(RightsCase.reference == reference)).one()
         assert case.verified_at is not None and case.channel == "portal"

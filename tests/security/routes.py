@@ -75,6 +75,10 @@ ACCESS: dict[tuple[str, str], Permission | str] = {
     ("POST", "/admin/rights/{reference}/close"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/export"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/erase"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/identity/doubt"): P.handle_rights,
+    ("GET", "/admin/rights/{reference}/identity/document"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/identity/decision"): P.handle_rights,
+    ("GET", "/admin/rights/{reference}/letters/{notice_id}"): P.handle_rights,
 }
 
 FORM_VALUES = {

@@ -18,6 +18,8 @@ from sqlalchemy import select
 
 from gardien.deps import State
 from gardien.forms.models import FormSubmission
+from gardien.rights.documents import DOCUMENT_PURPOSE, write_encrypted
+from gardien.rights.exchange import RightsDocument, RightsNotice
 from gardien.rights.models import RightsAttachment, RightsCase
 from gardien.security import service
 from gardien.security.auth import COOKIE
@@ -170,6 +172,33 @@ def bystander(client: TestClient, state: State, clock: FrozenClock) -> None:
                 size=8,
                 sha256="0" * 64,
                 content="JVBERi0xLjQK",
+            )
+        )
+        # identity document 1 awaiting a decision and letter 1 of the same case
+        stored = write_encrypted(state.settings.data_dir / "test", b"%PDF-1.4\n", DOCUMENT_PURPOSE)
+        session.add(
+            RightsDocument(
+                id=1,
+                case_id=case.id,
+                requested_at=now,
+                requested_by="user:1",
+                reason="the signature differs",
+                upload_token_hash="0" * 64,
+                uploaded_at=now,
+                media_type="application/pdf",
+                size=9,
+                path=stored.path,
+                file_key=stored.key,
+            )
+        )
+        session.add(
+            RightsNotice(
+                id=1,
+                case_id=case.id,
+                kind="acknowledgement",
+                channel="letter",
+                created_at=now,
+                params='{"due": "2026-04-30"}',
             )
         )
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gardien.register.durations import parse_period
 from gardien.register.schema import Activity, LegalHold, Register
 from gardien.retention.models import PurgeReceipt
-from gardien.retention.stores import StoreRegistry
+from gardien.retention.stores import StoreRegistry, Sweep
 from gardien.security import audit
 from gardien.storage.clock import Clock
 from gardien.storage.database import unit_of_work
@@ -141,35 +141,112 @@ def run_retention(
             if dry_run:
                 continue
             with unit_of_work(sessions) as session:
-                if outcome.outcome is Outcome.purged and outcome.rows:
-                    audit.record(
-                        session,
-                        audit.Actor.system("retention"),
-                        f"retention.{activity.retention.action.value}",
-                        clock.now(),
-                        target_type="activity",
-                        target_id=activity.id,
-                        reason=f"run {run_id}: {outcome.rows} rows, cutoff {outcome.cutoff:%F}",
-                    )
-                session.add(
-                    PurgeReceipt(
-                        run_id=run_id,
-                        activity=activity.id,
-                        store=activity.storage,
-                        action=activity.retention.action.value,
-                        period=activity.retention.period,
-                        trigger=activity.retention.trigger.value,
-                        cutoff=outcome.cutoff,
-                        status=outcome.outcome.value,
-                        rows_affected=outcome.rows,
-                        chunks=outcome.chunks,
-                        started_at=started_at,
-                        finished_at=started_at + dt.timedelta(milliseconds=outcome.duration_ms),
-                        duration_ms=outcome.duration_ms,
-                        note=outcome.note,
-                    )
+                _receipt(
+                    session,
+                    clock,
+                    run_id,
+                    outcome,
+                    started_at,
+                    target=("activity", activity.id),
+                    action=activity.retention.action.value,
+                    period=activity.retention.period,
+                    trigger=activity.retention.trigger.value,
                 )
+        for sweep in stores.sweeps:
+            results.append(
+                _sweep(sessions, register, sweep, clock, run_id, dry_run, chunk_size, progress)
+            )
     return results
+
+
+def _receipt(
+    session: Session,
+    clock: Clock,
+    run_id: str,
+    result: ActivityResult,
+    started_at: dt.datetime,
+    *,
+    target: tuple[str, str],
+    action: str,
+    period: str,
+    trigger: str,
+) -> None:
+    """The receipt of one activity's purge or one sweep, and an audit entry when rows went."""
+    if result.outcome is Outcome.purged and result.rows:
+        audit.record(
+            session,
+            audit.Actor.system("retention"),
+            f"retention.{action}",
+            clock.now(),
+            target_type=target[0],
+            target_id=target[1],
+            reason=f"run {run_id}: {result.rows} rows, cutoff {result.cutoff:%F}",
+        )
+    session.add(
+        PurgeReceipt(
+            run_id=run_id,
+            activity=result.activity,
+            store=result.store,
+            action=action,
+            period=period,
+            trigger=trigger,
+            cutoff=result.cutoff,
+            status=result.outcome.value,
+            rows_affected=result.rows,
+            chunks=result.chunks,
+            started_at=started_at,
+            finished_at=started_at + dt.timedelta(milliseconds=result.duration_ms),
+            duration_ms=result.duration_ms,
+            note=result.note,
+        )
+    )
+
+
+def _sweep(
+    sessions: sessionmaker[Session],
+    register: Register,
+    sweep: Sweep,
+    clock: Clock,
+    run_id: str,
+    dry_run: bool,
+    chunk_size: int,
+    progress: Progress | None,
+) -> ActivityResult:
+    """One sweep of short-lived working data: chunks, then a receipt (and an audit entry when
+    something was deleted), like an activity's purge."""
+    started_at = clock.now()
+    started = time.monotonic()
+    limit = sweep.limit(register)
+    cutoff = started_at - limit
+    total = chunks = 0
+    if not dry_run:
+        while True:
+            with unit_of_work(sessions) as session:
+                affected = sweep.sweep_chunk(session, cutoff, started_at, chunk_size)
+            total += affected
+            chunks += 1
+            if progress:
+                progress(sweep.sweep_id, total)
+            if affected < chunk_size:
+                break
+    elapsed = int((time.monotonic() - started) * 1000)
+    outcome = Outcome.dry_run if dry_run else Outcome.purged
+    result = ActivityResult(sweep.activity, sweep.sweep_id, outcome, cutoff, total, chunks, elapsed)
+    if dry_run:
+        return result
+    with unit_of_work(sessions) as session:
+        _receipt(
+            session,
+            clock,
+            run_id,
+            result,
+            started_at,
+            target=("sweep", sweep.sweep_id),
+            action="delete",
+            period=f"P{limit.days}D",
+            trigger=sweep.trigger,
+        )
+    return result
 
 
 class State(StrEnum):

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from gardien.register.schema import RetentionAction, RetentionTrigger
+from gardien.register.schema import Register, RetentionAction, RetentionTrigger
 
 
 class RetentionStore(Protocol):
@@ -40,11 +40,30 @@ class RetentionStore(Protocol):
     ) -> int: ...
 
 
+class Sweep(Protocol):
+    """Working data with a short limit of its own, which no activity's period drives (a
+    one-time download, an identity document, a request never confirmed): swept at every
+    retention run, in chunks, with a receipt under ``activity``."""
+
+    sweep_id: str
+    activity: str
+    trigger: str
+
+    def limit(self, register: Register) -> dt.timedelta:
+        """How long the data may be kept, from the register's settings."""
+        ...
+
+    def sweep_chunk(
+        self, session: Session, cutoff: dt.datetime, now: dt.datetime, limit: int
+    ) -> int: ...
+
+
 class StoreRegistry:
-    def __init__(self, stores: Iterable[RetentionStore] = ()) -> None:
+    def __init__(self, stores: Iterable[RetentionStore] = (), sweeps: Iterable[Sweep] = ()) -> None:
         self._stores: dict[str, RetentionStore] = {}
         for store in stores:
             self.register(store)
+        self.sweeps: list[Sweep] = list(sweeps)
 
     def register(self, store: RetentionStore) -> None:
         if store.store_id in self._stores:

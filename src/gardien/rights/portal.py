@@ -42,6 +42,7 @@ from gardien.register.schema import Register
 from gardien.rights.models import EMAIL_INDEX, PHONE_INDEX, RightsCase, RightsVerification
 from gardien.rights.provider import ACTIVITY
 from gardien.rights.service import RIGHTS, Desk, add_event, open_case
+from gardien.rights.sms import SMS_CODE
 from gardien.security.audit import Actor
 from gardien.security.crypto import blind_lookups
 from gardien.storage.subjects import SubjectIdentity
@@ -68,6 +69,10 @@ MESSAGES = {
     "phone": N_("Enter a valid phone number, with its country code, such as +40 21 123 4567."),
     "characters": N_("This field contains characters that are not allowed."),
     "unknown": N_("This field is not part of the form."),
+    "contact": N_(
+        "Give your e-mail address, or, if we know only your phone number, that number: the "
+        "code is then sent by text message."
+    ),
 }
 
 
@@ -90,9 +95,14 @@ class Invalid(Exception):
 @dataclass(frozen=True)
 class Intake:
     rights: tuple[str, ...]
-    email: str
+    email: str | None
+    """``None`` when the person gave only a phone: the code then goes by text message."""
     phone: str | None
     language: str
+
+    @property
+    def by_sms(self) -> bool:
+        return self.email is None
 
 
 @dataclass(frozen=True)
@@ -109,7 +119,8 @@ def offered(register: Register) -> list[str]:
 
 
 def check(register: Register, raw: Mapping[str, object], language: str) -> Intake:
-    """A parsed form or JSON body: the rights asked, the e-mail (required), the phone."""
+    """A parsed form or JSON body: the rights asked, the e-mail, the phone (one of the two
+    at least; the e-mail is preferred for the code)."""
     problems: list[Problem] = [Problem(name[:64], "unknown") for name in sorted(set(raw) - FIELDS)]
     wanted = raw.get("rights")
     if isinstance(wanted, str):
@@ -124,7 +135,7 @@ def check(register: Register, raw: Mapping[str, object], language: str) -> Intak
         rights: tuple[str, ...] = ()
     else:
         rights = tuple(sorted({str(w) for w in wanted}))
-    email = _text(raw, "email", problems, required=True)
+    email = _text(raw, "email", problems, required=False)
     if email is not None:
         try:
             email = validate_email(email, check_deliverability=False).normalized
@@ -141,9 +152,10 @@ def check(register: Register, raw: Mapping[str, object], language: str) -> Intak
             problems.append(Problem("phone", "phone"))
         else:
             phone = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if email is None and phone is None and not {"email", "phone"} & {p.field for p in problems}:
+        problems.append(Problem("email", "contact"))
     if problems:
         raise Invalid(problems)
-    assert email is not None
     return Intake(rights, email, phone, language)
 
 
@@ -183,8 +195,13 @@ def _pending_duplicate(session: Session, intake: Intake) -> RightsCase | None:
         RightsCase.status == "open",
         RightsCase.verified_at.is_(None),
         RightsCase.rights == ",".join(intake.rights),
-        RightsCase.email_index.in_(blind_lookups(intake.email, EMAIL_INDEX, "email")),
     )
+    if intake.email:
+        query = query.where(
+            RightsCase.email_index.in_(blind_lookups(intake.email, EMAIL_INDEX, "email"))
+        )
+    else:
+        query = query.where(RightsCase.email_index.is_(None))
     if intake.phone:
         query = query.where(RightsCase.phone_index.in_(blind_lookups(intake.phone, PHONE_INDEX)))
     else:
@@ -222,26 +239,33 @@ def submit(
             session, case, now, PORTAL_ACTOR, "linked", "the same request again: a new code sent"
         )
     code, token = new_code(), secrets.token_urlsafe(24)
+    recipient = intake.email or intake.phone
+    assert recipient is not None
     outbox = OutboxMessage(
         submission_id=None,
         activity=ACTIVITY,
-        kind=OUTBOX_KIND,
+        kind=SMS_CODE if intake.by_sms else OUTBOX_KIND,
         message_id=make_msgid(domain=message_domain(base_url)),
-        recipient=intake.email,
+        recipient=recipient,
         created_at=now,
         status="pending",
         next_attempt_at=now,
     )
-    outbox.message = code_message(
-        desk.register,
-        to=intake.email,
-        reference=case.reference,
-        code=code,
-        language=intake.language,
-        base_url=base_url,
-        message_id=outbox.message_id,
-        now=now,
-    )
+    if intake.by_sms:
+        outbox.message = code_sms(
+            desk.register, reference=case.reference, code=code, language=intake.language
+        )
+    else:
+        outbox.message = code_message(
+            desk.register,
+            to=recipient,
+            reference=case.reference,
+            code=code,
+            language=intake.language,
+            base_url=base_url,
+            message_id=outbox.message_id,
+            now=now,
+        )
     session.add(outbox)
     session.flush()
     session.add(
@@ -256,7 +280,14 @@ def submit(
         )
     )
     add_event(
-        session, case, now, PORTAL_ACTOR, "code_sent", "a one-time code to the e-mail address"
+        session,
+        case,
+        now,
+        PORTAL_ACTOR,
+        "code_sent",
+        "a one-time code by text message to the phone number"
+        if intake.by_sms
+        else "a one-time code to the e-mail address",
     )
     session.flush()
     return Submitted(case.reference, token, linked)
@@ -315,6 +346,16 @@ def code_message(
     ]
     message.set_content("\n".join(lines))
     return message.as_string()
+
+
+def code_sms(register: Register, *, reference: str, code: str, language: str) -> str:
+    """The text message carrying the code, in the person's language."""
+    _ = translator(language).gettext
+    minutes = int(CODE_TTL.total_seconds() // 60)
+    return _(
+        "%(brand)s: your code for request %(reference)s is %(code)s (valid %(minutes)s min, "
+        "one use). Not you? Ignore this message."
+    ) % {"brand": register.operator.brand, "reference": reference, "code": code, "minutes": minutes}
 
 
 # -- verification ---------------------------------------------------------------------------
@@ -398,7 +439,9 @@ def verify(
         now,
         PORTAL_ACTOR,
         "verified",
-        "identity checked: the one-time code sent to the e-mail address",
+        "identity checked: the one-time code sent to the e-mail address"
+        if case.email
+        else "identity checked: the one-time code sent by text message to the phone number",
     )
     # The codes' e-mails already sent need not keep their text (which holds the code).
     outboxes = session.scalars(

@@ -69,6 +69,21 @@ def cases_of(subject: SubjectIdentity) -> ColumnElement[bool]:
     return or_(*conditions)
 
 
+def _forget_messages(session: Session, outbox_ids: Select[tuple[int | None]]) -> None:
+    """Delete outbox rows and the disclosure entries of what they sent."""
+    message_ids = select(OutboxMessage.message_id).where(OutboxMessage.id.in_(outbox_ids))
+    session.execute(delete(DisclosureEntry).where(DisclosureEntry.message_id.in_(message_ids)))
+    session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(outbox_ids)))
+
+
+def forget_codes(session: Session, ids: list[int]) -> None:
+    """Delete the cases' one-time codes with the messages that carried them."""
+    _forget_messages(
+        session, select(RightsVerification.outbox_id).where(RightsVerification.case_id.in_(ids))
+    )
+    session.execute(delete(RightsVerification).where(RightsVerification.case_id.in_(ids)))
+
+
 def remove_cases(session: Session, ids: list[int]) -> int:
     if not ids:
         return 0
@@ -77,14 +92,9 @@ def remove_cases(session: Session, ids: list[int]) -> int:
     session.execute(delete(RightsAnswer).where(RightsAnswer.case_id.in_(ids)))
     # The portal's code e-mails and the notices (outbox rows and their disclosure entries)
     # go with the case, and so do a package or a document still on disk.
-    for outbox_ids in (
-        select(RightsVerification.outbox_id).where(RightsVerification.case_id.in_(ids)),
-        select(RightsNotice.outbox_id).where(RightsNotice.case_id.in_(ids)),
-    ):
-        message_ids = select(OutboxMessage.message_id).where(OutboxMessage.id.in_(outbox_ids))
-        session.execute(delete(DisclosureEntry).where(DisclosureEntry.message_id.in_(message_ids)))
-        session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(outbox_ids)))
-    session.execute(delete(RightsVerification).where(RightsVerification.case_id.in_(ids)))
+    forget_codes(session, ids)
+    outbox_ids = select(RightsNotice.outbox_id).where(RightsNotice.case_id.in_(ids))
+    _forget_messages(session, outbox_ids)
     session.execute(delete(RightsNotice).where(RightsNotice.case_id.in_(ids)))
     for table in (RightsDownload, RightsDocument):
         for path in session.scalars(

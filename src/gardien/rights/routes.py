@@ -1,6 +1,11 @@
 """The rights portal's routes: ``/rights`` (server-rendered, en/fr/ro), its JSON twin
-``/api/rights/requests``, the one-time code's page ``/rights/verify/{reference}`` and the
-person's status page ``/rights/status/{reference}?token=...``.
+``/api/rights/requests``, the one-time code's page ``/rights/verify/{reference}``, the
+person's status page ``/rights/status/{reference}?token=...``, the one-time download of an
+access package ``/rights/download/{reference}`` and the upload of an identity document asked
+on a recorded doubt ``/rights/document/{reference}``.
+
+A download link opens a page with a button, and only the button's POST hands the package
+over: a mail scanner that follows links cannot use up the single download.
 
 Database work runs in a worker thread, never on the event loop (on SQLite a writer may wait
 for the lock). Public writes are already counted by the public-write budgets middleware.
@@ -17,19 +22,23 @@ from urllib.parse import parse_qsl
 from babel.dates import format_date
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from gardien.deps import AppState, State
-from gardien.errors import N_, BadRequest
+from gardien.errors import N_, BadRequest, GardienError
 from gardien.forms.routes import TooLarge, UnsupportedMediaType
 from gardien.forms.routes import _language as language_of
 from gardien.i18n import translator
-from gardien.rights import portal
+from gardien.rights import documents, notify, portal
+from gardien.rights.admin_identity import router as identity_router
+from gardien.rights.exchange import RightsDocument
 from gardien.rights.models import RightsCase
 from gardien.rights.service import Desk
 from gardien.storage.database import unit_of_work
 
 router = APIRouter()
+router.include_router(identity_router)  # its admin endpoints, mounted with the portal's
 MAX_BODY_BYTES = 16 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
@@ -157,6 +166,7 @@ async def rights_submit(state: AppState, request: Request) -> Response:
         portal.PORTAL,
         reference=sent.reference,
         minutes=int(portal.CODE_TTL.total_seconds() // 60),
+        by_sms=intake.by_sms,
         verify_path=f"{portal.PORTAL}/verify/{sent.reference}?lang={language}",
         status_path=portal.status_url("", sent.reference, sent.token, language),
     )
@@ -200,6 +210,7 @@ async def rights_submit_json(state: AppState, request: Request) -> JSONResponse:
             "verify_url": portal.verify_url(base, sent.reference, language),
             "status_url": portal.status_url(base, sent.reference, sent.token, language),
             "code_expires_in": int(portal.CODE_TTL.total_seconds()),
+            "code_sent_by": "sms" if intake.by_sms else "email",
         },
         status_code=202,
         headers=NO_STORE,
@@ -241,10 +252,13 @@ def _verify_page(
 
 def _verify(state: State, reference: str, code: str) -> tuple[portal.Verification, dict[str, Any]]:
     with unit_of_work(state.sessions) as session:
+        now = state.clock.now()
         result = portal.verify(
-            session, secret=state.secret, reference=reference, code=code, now=state.clock.now()
+            session, secret=state.secret, reference=reference, code=code, now=now
         )
-        summary = _summary(result.case) if result.case is not None else {}
+        if result.outcome is portal.Outcome.verified and result.case is not None:
+            notify.acknowledge(session, result.case, register=state.register, now=now)
+        summary = _summary(session, result.case) if result.case is not None else {}
     return result, summary
 
 
@@ -280,19 +294,26 @@ def _required(state: State, language: str) -> str:
 # -- status -----------------------------------------------------------------------------------
 
 
-def _summary(case: RightsCase) -> dict[str, Any]:
+def _summary(session: Session, case: RightsCase) -> dict[str, Any]:
     """What the status page shows: nothing personal beyond the rights the person asked."""
+    document = documents.pending_document(session, case)
     return {
         "reference": case.reference,
         "received": case.received_at.date(),
         "due": case.due_at,
         "rights": list(portal.rights_of(case)),
         "status": portal.status_of(case),
+        "document": (None if document is None else "received" if document.uploaded_at else "asked"),
     }
 
 
 def _status_page(
-    state: State, language: str, summary: dict[str, Any], *, just_verified: bool = False
+    state: State,
+    language: str,
+    summary: dict[str, Any],
+    *,
+    just_verified: bool = False,
+    token: str = "",
 ) -> HTMLResponse:
     gettext = translator(language).gettext
 
@@ -312,13 +333,15 @@ def _status_page(
         status_text=str(gettext(portal.STATUS_TEXTS[summary["status"]])),
         awaiting=summary["status"] == "awaiting",
         just_verified=just_verified,
+        document=summary.get("document"),
+        token=token,
     )
 
 
 def _find(state: State, reference: str, token: str) -> dict[str, Any] | None:
     with state.sessions() as session:
         case = portal.case_for_token(session, secret=state.secret, reference=reference, token=token)
-        return _summary(case) if case is not None else None
+        return _summary(session, case) if case is not None else None
 
 
 @router.get("/rights/status/{reference}", response_class=HTMLResponse, summary="A request's status")
@@ -335,4 +358,214 @@ async def rights_status(reference: str, state: AppState, request: Request) -> Re
             status=404,
             switcher=False,
         )
-    return _status_page(state, language, summary)
+    return _status_page(state, language, summary, token=token)
+
+
+# -- the one-time download --------------------------------------------------------------------
+
+
+def _download_refused(
+    state: State, language: str, reference: str, outcome: documents.Download
+) -> HTMLResponse:
+    gettext = translator(language).gettext
+    return _page(
+        state,
+        "download.html",
+        language,
+        f"{portal.PORTAL}/download/{reference}",
+        status=documents.DOWNLOAD_STATUS[outcome],
+        switcher=False,
+        reference=reference,
+        token="",
+        refused=str(gettext(documents.DOWNLOAD_MESSAGES[outcome])),
+    )
+
+
+@router.get(
+    "/rights/download/{reference}",
+    response_class=HTMLResponse,
+    summary="The page of a one-time download link (the download itself is its button's POST)",
+)
+def rights_download_page(reference: str, state: AppState, request: Request) -> Response:
+    language = language_of(state, request)
+    token = request.query_params.get("token", "")[:64]
+    return _page(
+        state,
+        "download.html",
+        language,
+        f"{portal.PORTAL}/download/{reference[:24]}",
+        switcher=False,
+        reference=reference[:24],
+        token=token,
+        refused=None,
+    )
+
+
+def _download(state: State, reference: str, token: str) -> documents.Fetched:
+    with unit_of_work(state.sessions) as session:
+        return documents.download(
+            session, secret=state.secret, reference=reference, token=token, now=state.clock.now()
+        )
+
+
+@router.post(
+    "/rights/download/{reference}",
+    summary="Download an access package, once (the link then stops working)",
+    responses={200: {"content": {"application/zip": {}}}},
+)
+async def rights_download(reference: str, state: AppState, request: Request) -> Response:
+    raw = _form(await _body(request, "application/x-www-form-urlencoded"))
+    chosen = raw.get("lang")
+    language = language_of(state, request, chosen if isinstance(chosen, str) else None)
+    token = raw.get("token")
+    reference = reference[:24]
+    fetched = await run_in_threadpool(
+        _download, state, reference, token if isinstance(token, str) else ""
+    )
+    if fetched.outcome is not documents.Download.ok or fetched.content is None:
+        return _download_refused(state, language, reference, fetched.outcome)
+    return Response(
+        fetched.content,
+        media_type="application/zip",
+        headers={
+            **NO_STORE,
+            "Content-Disposition": f'attachment; filename="{fetched.reference}.zip"',
+        },
+    )
+
+
+# -- the identity document --------------------------------------------------------------------
+
+UPLOAD_FIELDS = frozenset({"token", "lang", "document"})
+
+
+def _upload_limit(state: State) -> int:
+    """The largest document accepted: the documents' own limit, within the body limit."""
+    return min(documents.MAX_DOCUMENT_BYTES, state.settings.max_body_bytes - 16 * 1024)
+
+
+def _document_case(
+    session: Session, state: State, reference: str, token: str
+) -> tuple[RightsCase, RightsDocument] | None:
+    """The case and its pending document request that ``token`` opens: the upload link's
+    own token, or the status page's."""
+    asked = documents.document_for_upload(
+        session, secret=state.secret, reference=reference, token=token
+    )
+    if asked is not None:
+        return session.get_one(RightsCase, asked.case_id), asked
+    case = portal.case_for_token(session, secret=state.secret, reference=reference, token=token)
+    if case is None:
+        return None
+    pending = documents.pending_document(session, case)
+    return (case, pending) if pending is not None else None
+
+
+def _upload_page(
+    state: State,
+    language: str,
+    reference: str,
+    token: str,
+    *,
+    error: str | None = None,
+    done: bool = False,
+    status: int = 200,
+) -> HTMLResponse:
+    limit = _upload_limit(state)
+    return _page(
+        state,
+        "document.html",
+        language,
+        f"{portal.PORTAL}/document/{reference}",
+        status=status,
+        switcher=False,
+        reference=reference,
+        token=token,
+        error=error,
+        done=done,
+        limit_kb=limit // 1024,
+        days=state.register.rights.identity_document_max_days,
+    )
+
+
+def _can_upload(state: State, reference: str, token: str) -> bool:
+    with state.sessions() as session:
+        return _document_case(session, state, reference, token) is not None
+
+
+@router.get(
+    "/rights/document/{reference}",
+    response_class=HTMLResponse,
+    summary="Send a proof of identity we asked for (reasonable doubt recorded)",
+)
+async def rights_document_page(reference: str, state: AppState, request: Request) -> Response:
+    language = language_of(state, request)
+    token = request.query_params.get("token", "")[:64]
+    if not await run_in_threadpool(_can_upload, state, reference[:24], token):
+        return _page(
+            state,
+            "status_unknown.html",
+            language,
+            f"{portal.PORTAL}/document/{reference[:24]}",
+            status=404,
+            switcher=False,
+        )
+    return _upload_page(state, language, reference[:24], token)
+
+
+def _receive(state: State, reference: str, token: str, content: bytes) -> bool:
+    with unit_of_work(state.sessions) as session:
+        found = _document_case(session, state, reference, token)
+        if found is None:
+            return False
+        case, asked = found
+        documents.receive_document(
+            session,
+            case,
+            asked,
+            content,
+            data_dir=state.settings.data_dir,
+            now=state.clock.now(),
+            max_bytes=_upload_limit(state),
+        )
+        return True
+
+
+@router.post(
+    "/rights/document/{reference}",
+    response_class=HTMLResponse,
+    summary="Upload the proof of identity (PDF, PNG or JPEG, judged by content)",
+)
+async def rights_document_upload(reference: str, state: AppState, request: Request) -> Response:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "multipart/form-data":
+        raise UnsupportedMediaType(N_("send the form as %(type)s"), type="multipart/form-data")
+    async with request.form(max_files=1, max_fields=len(UPLOAD_FIELDS)) as form:
+        chosen = form.get("lang")
+        language = language_of(state, request, chosen if isinstance(chosen, str) else None)
+        token = form.get("token")
+        token = token[:64] if isinstance(token, str) else ""
+        upload = form.get("document")
+        content = await upload.read() if upload is not None and not isinstance(upload, str) else b""
+    reference = reference[:24]
+    try:
+        stored = await run_in_threadpool(_receive, state, reference, token, content)
+    except GardienError as refused:
+        return _upload_page(
+            state,
+            language,
+            reference,
+            token,
+            error=refused.text(language),
+            status=refused.status,
+        )
+    if not stored:
+        return _page(
+            state,
+            "status_unknown.html",
+            language,
+            f"{portal.PORTAL}/document/{reference}",
+            status=404,
+            switcher=False,
+        )
+    return _upload_page(state, language, reference, token, done=True)

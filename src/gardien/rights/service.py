@@ -576,11 +576,13 @@ def erase(
     *,
     now: dt.datetime,
     actor: Actor,
+    notify_person: bool = True,
 ) -> dict[str, Any]:
     """Erase the person from every provider, each in its own savepoint (all or nothing per
     store), then re-query every provider. The receipt (store names, counts and reasons, no
-    personal value) is stored in the case and returned. A failing store leaves the case open
-    with the failure in its timeline; the others are still erased."""
+    personal value) is stored in the case and returned, and, once complete, sent to the
+    person (``notify.outcome``). A failing store leaves the case open with the failure in its
+    timeline; the others are still erased."""
     activities = _activities(desk.register)
     stores: list[dict[str, Any]] = []
     failures: list[StoreFailure] = []
@@ -680,4 +682,9 @@ def erase(
     else:
         kept_any = any(s.get("kept") for s in stores)
         close_case(session, case, now, actor, "erased_with_exceptions" if kept_any else "erased")
+        if notify_person:
+            # Imported here: the notices build on this module's cases and events.
+            from gardien.rights import notify
+
+            notify.outcome(session, case, "erasure", register=desk.register, now=now, actor=actor)
     return receipt
