@@ -65,7 +65,7 @@ class Visitor:
 
     def _record(self, request: Request) -> None:
         parts = urlparse(request.url)
-        if parts.path == "/matomo.php":
+        if parts.path in ("/matomo.php", "/piwik.php"):
             self.sent.append({k: v[0] for k, v in parse_qs(parts.query).items()})
 
     def open(self, path: str, html: str, *, tracked: bool = True) -> Page:
@@ -84,7 +84,7 @@ def visitor(browser: Browser, site: Site) -> Iterator[Visitor]:
     context.close()
 
 
-def snippet(site: Site, calls: str = "", script: str = "matomo.js") -> str:
+def snippet(site: Site, calls: str = "", script: str = "matomo") -> str:
     """Matomo's standard tracking code as its admin hands it out, with the page's own calls
     before it (as sites add them)."""
     host = urlparse(site.url).netloc
@@ -96,10 +96,10 @@ def snippet(site: Site, calls: str = "", script: str = "matomo.js") -> str:
   _paq.push(['enableLinkTracking']);
   (function() {{
     var u="//{host}/";
-    _paq.push(['setTrackerUrl', u+'matomo.php']);
+    _paq.push(['setTrackerUrl', u+'{script}.php']);
     _paq.push(['setSiteId', '1']);
     var d=document, g=d.createElement('script'), s=d.getElementsByTagName('script')[0];
-    g.async=true; g.src=u+'{script}'; s.parentNode.insertBefore(g,s);
+    g.async=true; g.src=u+'{script}.js'; s.parentNode.insertBefore(g,s);
   }})();
 </script>"""
 
@@ -491,3 +491,12 @@ def test_without_send_beacon_an_image_request_carries_the_hit(visitor: Visitor, 
     assert page.evaluate("navigator.sendBeacon === undefined")
     [view] = wait_for(site, start, count_of("pageview", 1))
     assert view["url"] == f"{site.url}/site/old-browser" and methods == ["GET"]
+
+
+def test_the_older_piwik_snippet_works_too(visitor: Visitor, site: Site) -> None:
+    """Sites set up before Matomo 3.7 load piwik.js and send to piwik.php."""
+    start = last_id(site)
+    visitor.open("/site/piwik", html("Piwik", snippet(site, script="piwik")))
+    [view] = wait_for(site, start, count_of("pageview", 1))
+    assert view["url"] == f"{site.url}/site/piwik" and view["action_name"] == "Piwik"
+    assert len(visitor.sent) == 1
