@@ -23,7 +23,7 @@ from gardien.retention.service import run_retention
 from gardien.rights import documents, notify
 from gardien.rights.exchange import RightsDocument, RightsDownload, RightsNotice
 from gardien.rights.models import RightsVerification
-from gardien.rights.service import Desk, export_package, open_case, subject_of
+from gardien.rights.service import Desk, open_case
 from gardien.security.audit import Actor
 from gardien.security.models import AuditEntry
 from gardien.storage.clock import FrozenClock
@@ -63,33 +63,16 @@ def opened(state: State, channel: str = "email", email: str = EMAIL) -> str:
 def offer(state: State, reference: str) -> None:
     """Build the package, store it behind a one-time link and tell the person."""
     with unit_of_work(state.sessions) as session:
-        case = case_of(session, reference)
-        package = export_package(
+        package = notify.send_package(
             session,
             Desk(state.register, state.providers),
-            case,
-            subject_of(case),
-            now=state.clock.now(),
-            actor=DPO,
-        )
-        offered = documents.offer_package(
-            session,
-            case,
-            package,
-            register=state.register,
+            case_of(session, reference),
             data_dir=state.settings.data_dir,
             secret=state.secret,
             now=state.clock.now(),
             actor=DPO,
         )
-        notify.outcome(
-            session,
-            case,
-            "access",
-            offered=offered,
-            register=state.register,
-            now=state.clock.now(),
-        )
+        assert not package.failures
 
 
 def stored_files(state: State, kind: str) -> list[Path]:
@@ -280,6 +263,28 @@ def test_an_undecided_document_is_deleted_after_the_limit_with_a_receipt(
             select(PurgeReceipt.rows_affected).where(PurgeReceipt.store == "rights_document")
         ).all()
         assert receipts == [0, 1]
+
+
+def test_the_status_page_links_to_the_upload_when_a_document_is_asked(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    answer = client.post("/rights", data={"rights": ["access"], "email": EMAIL, "lang": "fr"})
+    reference = reference_of(answer)
+    status = re.search(r'href="(/rights/status/[^"]+)"', answer.text)
+    assert status
+    status_path = status.group(1).replace("&amp;", "&")
+    assert "/rights/document/" not in client.get(status_path).text
+    agent = agent_of(client, state, clock)
+    assert (
+        doubt(agent, reference, "Two requests, two different postal addresses.").status_code == 303
+    )
+    page = TestClient(client.app).get(status_path)
+    found = re.search(r'href="(/rights/document/[^"]+)"', page.text)
+    assert found, page.text
+    link = found.group(1).replace("&amp;", "&")
+    assert upload(TestClient(client.app), link, PNG).status_code == 200
+    assert len(documents_on_disk(state)) == 1
+    assert "Nous avons reçu votre justificatif" in TestClient(client.app).get(status_path).text
 
 
 # -- minimisation -----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -38,12 +39,13 @@ from gardien.forms.mail import header_safe
 from gardien.forms.models import OutboxMessage
 from gardien.i18n import translator
 from gardien.register.schema import Register
+from gardien.rights import documents
 from gardien.rights.answers import complaint_block, judicial_remedy
 from gardien.rights.documents import Offered
 from gardien.rights.exchange import RightsNotice
 from gardien.rights.models import RightsAnswer, RightsCase
 from gardien.rights.provider import ACTIVITY
-from gardien.rights.service import add_event
+from gardien.rights.service import AccessPackage, Desk, add_event, export_package, subject_of
 from gardien.rights.sms import SMS_CODE, sms_transport
 from gardien.security.audit import Actor
 
@@ -247,6 +249,36 @@ def answer(
         now=now,
         actor=actor,
     )
+
+
+def send_package(
+    session: Session,
+    desk: Desk,
+    case: RightsCase,
+    *,
+    data_dir: Path,
+    secret: bytes,
+    now: dt.datetime,
+    actor: Actor,
+) -> AccessPackage:
+    """Answer an access (and portability) request the way the person receives it: build the
+    package, store it encrypted behind a one-time link and send the link. An incomplete
+    package (a store failed) is neither stored nor sent; the case stays open."""
+    package = export_package(session, desk, case, subject_of(case), now=now, actor=actor)
+    if package.failures:
+        return package
+    offered = documents.offer_package(
+        session,
+        case,
+        package,
+        register=desk.register,
+        data_dir=data_dir,
+        secret=secret,
+        now=now,
+        actor=actor,
+    )
+    outcome(session, case, "access", register=desk.register, now=now, offered=offered, actor=actor)
+    return package
 
 
 # -- building the messages ----------------------------------------------------------------------
