@@ -302,6 +302,10 @@ def test_requests_never_confirmed_are_closed_and_their_identifiers_erased(
     )
     run_retention(state.sessions, state.register, state.stores, state.clock)
     clock.advance(dt.timedelta(days=1, seconds=1))
+    dry = run_retention(state.sessions, state.register, state.stores, state.clock, dry_run=True)
+    assert [r.rows for r in dry if r.store == "rights_unverified"] == [1]
+    with state.sessions() as session:
+        assert case_of(session, reference).email is not None  # a dry run changes nothing
     run_retention(state.sessions, state.register, state.stores, state.clock)
     with state.sessions() as session:
         case = case_of(session, reference)

@@ -219,7 +219,10 @@ def _sweep(
     limit = sweep.limit(register)
     cutoff = started_at - limit
     total = chunks = 0
-    if not dry_run:
+    if dry_run:
+        with sessions() as session:
+            total = sweep.count_due(session, cutoff, started_at)
+    else:
         while True:
             with unit_of_work(sessions) as session:
                 affected = sweep.sweep_chunk(session, cutoff, started_at, chunk_size)

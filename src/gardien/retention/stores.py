@@ -53,6 +53,10 @@ class Sweep(Protocol):
         """How long the data may be kept, from the register's settings."""
         ...
 
+    def count_due(self, session: Session, cutoff: dt.datetime, now: dt.datetime) -> int:
+        """How many rows a sweep would delete now (``retention run --dry-run``)."""
+        ...
+
     def sweep_chunk(
         self, session: Session, cutoff: dt.datetime, now: dt.datetime, limit: int
     ) -> int: ...

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session
 
 from gardien.errors import N_, BadRequest
@@ -242,13 +242,15 @@ def _forget_link(session: Session, case: RightsCase) -> None:
             notice.params = None
 
 
+def expired_packages(now: dt.datetime) -> ColumnElement[bool]:
+    """The packages still stored whose link expired unused."""
+    return and_(RightsDownload.deleted_at.is_(None), RightsDownload.expires_at <= now)
+
+
 def expire_packages(session: Session, now: dt.datetime, limit: int) -> int:
     """Delete up to ``limit`` packages whose link expired unused (the sweep's chunk)."""
     rows = session.scalars(
-        select(RightsDownload)
-        .where(RightsDownload.deleted_at.is_(None), RightsDownload.expires_at <= now)
-        .order_by(RightsDownload.id)
-        .limit(limit)
+        select(RightsDownload).where(expired_packages(now)).order_by(RightsDownload.id).limit(limit)
     ).all()
     for row in rows:
         _drop_file(row, now)
@@ -446,16 +448,21 @@ def decide(
     return document
 
 
+def overdue_documents(cutoff: dt.datetime) -> ColumnElement[bool]:
+    """The documents still stored that arrived before ``cutoff``."""
+    return and_(
+        RightsDocument.deleted_at.is_(None),
+        RightsDocument.uploaded_at.is_not(None),
+        RightsDocument.uploaded_at < cutoff,
+    )
+
+
 def expire_documents(session: Session, cutoff: dt.datetime, now: dt.datetime, limit: int) -> int:
     """Delete up to ``limit`` documents received before ``cutoff`` and still on disk (the
     sweep's chunk): the limit passed without a decision."""
     rows = session.scalars(
         select(RightsDocument)
-        .where(
-            RightsDocument.deleted_at.is_(None),
-            RightsDocument.uploaded_at.is_not(None),
-            RightsDocument.uploaded_at < cutoff,
-        )
+        .where(overdue_documents(cutoff))
         .order_by(RightsDocument.id)
         .limit(limit)
     ).all()

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from gardien.register.schema import Register
 from gardien.retention.stores import Sweep
 from gardien.rights import documents
+from gardien.rights.exchange import RightsDocument, RightsDownload
 from gardien.rights.models import RightsCase
 from gardien.rights.provider import ACTIVITY, forget_codes
 from gardien.rights.service import add_event
@@ -55,6 +56,9 @@ class ExpiredDownloads:
         # Each link carries its own expiry, fixed when it was made.
         return documents.expire_packages(session, now, limit)
 
+    def count_due(self, session: Session, cutoff: dt.datetime, now: dt.datetime) -> int:
+        return _count(session, RightsDownload, documents.expired_packages(now))
+
 
 class UndecidedDocuments:
     sweep_id = "rights_document"
@@ -68,6 +72,9 @@ class UndecidedDocuments:
         self, session: Session, cutoff: dt.datetime, now: dt.datetime, limit: int
     ) -> int:
         return documents.expire_documents(session, cutoff, now, limit)
+
+    def count_due(self, session: Session, cutoff: dt.datetime, now: dt.datetime) -> int:
+        return _count(session, RightsDocument, documents.overdue_documents(cutoff))
 
 
 class UnverifiedRequests:
@@ -83,20 +90,29 @@ class UnverifiedRequests:
     ) -> int:
         return close_unverified(session, cutoff, now, limit)
 
+    def count_due(self, session: Session, cutoff: dt.datetime, now: dt.datetime) -> int:
+        return _count(session, RightsCase, unverified(cutoff))
+
+
+def unverified(cutoff: dt.datetime) -> ColumnElement[bool]:
+    """Open portal cases received before ``cutoff`` and never verified."""
+    return and_(
+        RightsCase.channel == "portal",
+        RightsCase.status == "open",
+        RightsCase.verified_at.is_(None),
+        RightsCase.received_at < cutoff,
+    )
+
+
+def _count(session: Session, table: type[object], condition: ColumnElement[bool]) -> int:
+    return int(session.scalar(select(func.count()).select_from(table).where(condition)) or 0)
+
 
 def close_unverified(session: Session, cutoff: dt.datetime, now: dt.datetime, limit: int) -> int:
     """Close up to ``limit`` portal cases received before ``cutoff`` and never verified, and
     erase their identifiers, codes and code messages."""
     cases = session.scalars(
-        select(RightsCase)
-        .where(
-            RightsCase.channel == "portal",
-            RightsCase.status == "open",
-            RightsCase.verified_at.is_(None),
-            RightsCase.received_at < cutoff,
-        )
-        .order_by(RightsCase.id)
-        .limit(limit)
+        select(RightsCase).where(unverified(cutoff)).order_by(RightsCase.id).limit(limit)
     ).all()
     if not cases:
         return 0
