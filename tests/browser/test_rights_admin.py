@@ -78,7 +78,7 @@ def test_an_agent_records_a_letter_verifies_exports_and_closes(
 
     page.goto(f"{url}/admin/rights/{reference}")
     page.select_option("#outcome", "fulfilled")
-    page.get_by_role("button", name="Close the case").click()
+    page.get_by_role("button", name="Close the case", exact=True).click()
     page.wait_for_load_state()
     assert page.locator("#status").inner_text() == "closed (fulfilled)"
     steps = page.locator("#timeline td.step").all_inner_texts()

@@ -19,6 +19,7 @@ from gardien.deps import State
 from gardien.retention.service import run_retention
 from gardien.rights import answers
 from gardien.rights.deadlines import due_date
+from gardien.rights.exchange import RightsDownload, RightsNotice
 from gardien.rights.models import RightsAnswer, RightsAttachment, RightsCase, RightsEvent
 from gardien.rights.service import Desk, close_case, open_case
 from gardien.security import service
@@ -139,6 +140,11 @@ def test_a_letter_is_recorded_verified_exported_and_closed(
         data={"csrf": agent.csrf, "outcome": "fulfilled", "message": "Here is your data."},
     )
     assert closed.status_code == 200 and "fulfilled" in closed.text
+    with state.sessions() as session:  # a request by post is answered by a letter to print
+        notices = session.execute(
+            select(RightsNotice.kind, RightsNotice.channel, RightsNotice.outbox_id)
+        ).all()
+        assert [tuple(n) for n in notices] == [("answer", "letter", None)]
     steps = kinds(state, reference)
     for step in (
         "opened",
@@ -493,3 +499,32 @@ def test_attachments_answers_and_notes_go_with_the_case_and_into_an_erasure(
     run_retention(state.sessions, state.register, state.stores, clock)
     for model in (RightsCase, RightsEvent, RightsAttachment, RightsAnswer):
         assert count(state, model) == 0, model
+
+
+def test_the_package_is_sent_to_the_person_by_a_one_time_link_and_the_case_closes(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    reference = _case(state, clock, ["access"], "email", email="a@example.org")
+    agent = signed_in(client, state, clock, "agent@example.org", "agent")
+    url = f"/admin/rights/{reference}/send-package"
+    assert agent.client.post(url, data={"csrf": agent.csrf}).status_code == 409  # unverified
+    acknowledged = agent.client.post(
+        f"/admin/rights/{reference}/acknowledge",
+        data={"csrf": agent.csrf, "message": "We received your request."},
+    )
+    assert acknowledged.status_code == 200
+    agent.client.post(
+        f"/admin/rights/{reference}/verify", data={"csrf": agent.csrf, "basis": "replied from it"}
+    )
+    sent = agent.client.post(url, data={"csrf": agent.csrf})
+    assert sent.status_code == 200 and "closed (fulfilled)" in sent.text
+    with state.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(RightsDownload)) == 1
+        notices = session.execute(
+            select(RightsNotice.kind, RightsNotice.channel).order_by(RightsNotice.id)
+        ).all()
+        assert [tuple(n) for n in notices] == [("answer", "email"), ("outcome", "email")]
+        assert session.scalar(select(RightsCase.outcome)) == "fulfilled"
+    steps = kinds(state, reference)
+    assert {"answered", "package_built", "link_created", "notice_queued", "closed"} <= set(steps)
+    assert agent.client.post(url, data={"csrf": agent.csrf}).status_code == 409  # closed

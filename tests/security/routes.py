@@ -74,6 +74,7 @@ ACCESS: dict[tuple[str, str], Permission | str] = {
     ("POST", "/admin/rights/{reference}/extend"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/close"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/export"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/send-package"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/erase"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/identity/doubt"): P.handle_rights,
     ("GET", "/admin/rights/{reference}/identity/document"): P.handle_rights,

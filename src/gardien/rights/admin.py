@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from gardien.deps import AppState, DbSession, ReadSession
 from gardien.errors import N_, BadRequest, Conflict, NotFound
-from gardien.rights import casework, repository
+from gardien.rights import casework, notify, repository
 from gardien.rights.answers import KINDS
 from gardien.rights.models import RightsAttachment, RightsCase
 from gardien.rights.portal import offered, rights_of
@@ -29,6 +29,7 @@ from gardien.rights.service import (
     CHANNELS,
     Desk,
     add_event,
+    close_case,
     erase,
     export_package,
     subject_of,
@@ -371,7 +372,9 @@ def acknowledge(
     state: AppState, db: DbSession, context: Handler, reference: str, csrf: Csrf, message: Text
 ) -> Response:
     case = _acting(db, context, csrf, reference)
-    casework.acknowledge(db, case, message, now=state.clock.now(), actor=context.actor)
+    casework.acknowledge(
+        db, state.register, case, message, now=state.clock.now(), actor=context.actor
+    )
     return _back(case)
 
 
@@ -453,6 +456,40 @@ def export(
             "Cache-Control": "no-store",
         },
     )
+
+
+@router.post(
+    "/rights/{reference}/send-package",
+    summary="Send the access/portability package to the person (one-time link)",
+)
+def send_package(
+    state: AppState, db: DbSession, context: Handler, reference: str, csrf: Csrf
+) -> Response:
+    case = _acting(db, context, csrf, reference)
+    _verified_open(case, "access")
+    now = state.clock.now()
+    package = notify.send_package(
+        db,
+        _desk(state),
+        case,
+        data_dir=state.settings.data_dir,
+        secret=state.secret,
+        now=now,
+        actor=context.actor,
+    )
+    if package.failures:
+        if context.session is not None:
+            service.set_flash(
+                context.session,
+                "error",
+                N_("The package is incomplete (see the timeline): nothing was sent."),
+            )
+        return _back(case)
+    close_case(db, case, now, context.actor, "fulfilled")
+    audit.record(
+        db, context.actor, "rights.closed", now, target_type="rights_case", target_id=case.reference
+    )
+    return _back(case)
 
 
 @router.post("/rights/{reference}/erase", summary="Erase the person's data (receipt kept)")

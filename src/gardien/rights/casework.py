@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from gardien.errors import N_, BadRequest, Conflict
 from gardien.register.schema import Register
 from gardien.rights import answers as drafts
-from gardien.rights import repository
+from gardien.rights import notify, repository
 from gardien.rights.deadlines import EXTENDED_MONTHS, ONE_MONTH, can_extend, due_date
 from gardien.rights.models import RightsAnswer, RightsAttachment, RightsCase
 from gardien.rights.portal import rights_of
@@ -247,6 +247,7 @@ def add_note(
 
 def record_answer(
     session: Session,
+    register: Register,
     case: RightsCase,
     kind: str,
     body: str,
@@ -255,8 +256,9 @@ def record_answer(
     actor: Actor,
 ) -> RightsAnswer:
     """Keep a message to the person (encrypted) and its SHA-256 in the timeline
-    (legal-requirements §4.1: the response sent, by hash). The ``answered`` event is what the
-    notification step sends from."""
+    (legal-requirements §4.1: the response sent, by hash), and send it as recorded
+    (``notify.answer``: by e-mail, by text message, or as a letter to print for a request that
+    came by post)."""
     answer = RightsAnswer(
         case_id=case.id,
         at=now,
@@ -276,15 +278,23 @@ def record_answer(
         "answered",
         f"{kind} (answer {answer.id}, {case.channel}), sha256 {answer.sha256}",
     )
+    notify.answer(session, case, answer.id, register=register, now=now, actor=actor)
     return answer
 
 
 def acknowledge(
-    session: Session, case: RightsCase, message: str, *, now: dt.datetime, actor: Actor
+    session: Session,
+    register: Register,
+    case: RightsCase,
+    message: str,
+    *,
+    now: dt.datetime,
+    actor: Actor,
 ) -> RightsAnswer:
     _open_only(case)
     answer = record_answer(
         session,
+        register,
         case,
         "acknowledgement",
         free_text(message, "message", MESSAGE_LIMIT),
@@ -341,7 +351,7 @@ def extend(
     before = case.due_at
     case.due_at = new_due
     case.extended_on = now.date()
-    answer = record_answer(session, case, "extension", text, now=now, actor=actor)
+    answer = record_answer(session, register, case, "extension", text, now=now, actor=actor)
     add_event(
         session,
         case,
@@ -387,10 +397,11 @@ def close(
                 ),
                 authority=authority.short_name,
             )
-        answer = record_answer(session, case, "refusal", text, now=now, actor=actor)
+        answer = record_answer(session, register, case, "refusal", text, now=now, actor=actor)
     elif message.strip():
         answer = record_answer(
             session,
+            register,
             case,
             "outcome",
             free_text(message, "message", MESSAGE_LIMIT),
