@@ -439,9 +439,14 @@ async def rights_download(reference: str, state: AppState, request: Request) -> 
 UPLOAD_FIELDS = frozenset({"token", "lang", "document"})
 
 
+DOCUMENT_PATH = f"{portal.PORTAL}/document/"
+"""Where documents are uploaded: its body-size limit is the document's plus the form's."""
+DOCUMENT_BODY_BYTES = documents.MAX_DOCUMENT_BYTES + 64 * 1024
+
+
 def _upload_limit(state: State) -> int:
-    """The largest document accepted: the documents' own limit, within the body limit."""
-    return min(documents.MAX_DOCUMENT_BYTES, state.settings.max_body_bytes - 16 * 1024)
+    """The largest document accepted (the body limit of ``DOCUMENT_PATH`` leaves room)."""
+    return documents.MAX_DOCUMENT_BYTES
 
 
 def _document_case(

@@ -76,7 +76,8 @@ class SecurityHeaders:
 
 class BodySizeLimit:
     """Refuses bodies over ``max_bytes`` with 413, whether or not Content-Length is declared.
-    ``uploads`` names the few paths that take a document, with their own (larger) limit."""
+    ``uploads`` names the few paths that take a document, with their own (larger) limit; a
+    name ending in ``/`` covers every path under it (``/rights/document/`` for each case)."""
 
     def __init__(
         self, app: ASGIApp, *, max_bytes: int, uploads: Mapping[str, int] | None = None
@@ -89,7 +90,15 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.uploads.get(scope.get("path", ""), self.max_bytes)
+        path = scope.get("path", "")
+        limit = self.uploads.get(path) or next(
+            (
+                size
+                for prefix, size in self.uploads.items()
+                if prefix.endswith("/") and path.startswith(prefix)
+            ),
+            self.max_bytes,
+        )
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
