@@ -34,6 +34,7 @@ from gardien.policy.routes import router as policy_router
 from gardien.retention.service import run_retention
 from gardien.rights.admin import INTAKE_PATH, UPLOAD_FORM_OVERHEAD
 from gardien.rights.admin import router as rights_admin_router
+from gardien.rights.routes import DOCUMENT_BODY_BYTES, DOCUMENT_PATH
 from gardien.rights.routes import router as rights_router
 from gardien.runtime import build_state
 from gardien.security import audit
@@ -181,7 +182,10 @@ def create_app(
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
-        uploads={INTAKE_PATH: MAX_UPLOAD_BYTES + UPLOAD_FORM_OVERHEAD},
+        uploads={
+            INTAKE_PATH: MAX_UPLOAD_BYTES + UPLOAD_FORM_OVERHEAD,
+            DOCUMENT_PATH: DOCUMENT_BODY_BYTES,
+        },
     )
     app.add_middleware(
         PublicWriteLimits,
