@@ -32,6 +32,7 @@ from gardien.storage.subjects import SubjectIdentity
 from tests.forms.test_retention import submit_and_send
 from tests.rights.conftest import EMAIL
 from tests.rights.test_portal import events, reference_of, verify
+from tests.security.test_at_rest import hits, sqlite_files
 
 DPO = Actor("user:1", "dpo")
 PERSON = "ion.ionescu@example.ro"
@@ -260,3 +261,30 @@ def test_neither_an_e_mail_nor_a_phone_is_refused_with_a_reason(
     assert api.status_code == 202 and api.json()["code_sent_by"] == "sms"
     with state.sessions() as session:
         assert session.scalar(select(func.count()).select_from(RightsCase)) == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_no_notice_text_or_reason_is_in_the_database_files_in_clear(
+    state: State, clock: FrozenClock
+) -> None:
+    reference = opened(state, "fr")
+    reasons = "Motif-tres-particulier-7f3a: cinquieme demande identique"
+    with unit_of_work(state.sessions) as session:
+        case = case_of(session, reference)
+        notify.extension(
+            session,
+            case,
+            reasons,
+            new_due=case.due_at,
+            register=state.register,
+            now=clock.now(),
+        )
+        notify.outcome(
+            session, case, "refusal", reasons=reasons, register=state.register, now=clock.now()
+        )
+    [extension, refusal] = send(state, clock)
+    assert reasons in body(extension) and reasons in body(refusal)
+    files = sqlite_files(state.settings)
+    assert hits(files, reasons) == []
+    assert hits(files, PERSON) == []
+    assert hits(files, "pour les raisons suivantes") == []  # no rendered body either
