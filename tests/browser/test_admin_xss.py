@@ -5,22 +5,19 @@ never has to block anything (so the escaping, not the CSP, is what stopped them)
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyotp
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page
 
-from tests.support import Server, gardien_env, serving
+from tests.browser.staff import PASSWORD, serving_with_user
+from tests.support import Server
 
 pytestmark = pytest.mark.browser
 
 ADMIN = "admin@example.org"
-PASSWORD = "correct horse battery staple"
 EMAILS = [
     "<img src=x onerror=alert(1)>@example.org",
     '"><svg onload=window.__xss=1>@example.org',
@@ -40,21 +37,7 @@ document.addEventListener("securitypolicyviolation", (event) => {
 
 @pytest.fixture(scope="module")
 def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("admin-xss")
-    register = Path(__file__).resolve().parents[2] / "examples" / "seed-site" / "register.yaml"
-    env = gardien_env(root / "data", f"sqlite:///{root / 'gardien.db'}", register)
-    created = subprocess.run(
-        [sys.executable, "-m", "gardien", "admin", "create-user", ADMIN, "--role", "admin"]
-        + ["--password-stdin"],
-        input=PASSWORD + "\n",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert created.returncode == 0, created.stderr
-    with serving(env) as server:
+    with serving_with_user(tmp_path_factory.mktemp("admin-xss"), ADMIN, "admin") as server:
         yield server
 
 

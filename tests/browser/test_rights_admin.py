@@ -6,8 +6,6 @@ timeline shows every step and the queue lists the case without any identifier.""
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +13,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
-from tests.browser.test_admin_xss import PASSWORD, sign_in_and_enrol
-from tests.support import Server, gardien_env, serving
+from tests.browser.staff import serving_with_user
+from tests.browser.test_admin_xss import sign_in_and_enrol
+from tests.support import Server
 
 pytestmark = pytest.mark.browser
 
@@ -27,21 +26,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 64
 
 @pytest.fixture(scope="module")
 def agent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("rights-admin")
-    register = Path(__file__).resolve().parents[2] / "examples" / "seed-site" / "register.yaml"
-    env = gardien_env(root / "data", f"sqlite:///{root / 'gardien.db'}", register)
-    created = subprocess.run(
-        [sys.executable, "-m", "gardien", "admin", "create-user", AGENT, "--role", "agent"]
-        + ["--password-stdin"],
-        input=PASSWORD + "\n",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert created.returncode == 0, created.stderr
-    with serving(env) as server:
+    with serving_with_user(tmp_path_factory.mktemp("rights-admin"), AGENT, "agent") as server:
         yield server
 
 
