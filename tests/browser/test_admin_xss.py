@@ -12,7 +12,8 @@ import pyotp
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page
 
-from tests.browser.staff import PASSWORD, serving_with_user
+from tests.browser.staff import PASSWORD as PASSWORD  # re-exported: other tests sign in with it
+from tests.browser.staff import serving_with_user
 from tests.support import Server
 
 pytestmark = pytest.mark.browser
