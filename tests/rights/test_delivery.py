@@ -21,6 +21,7 @@ from gardien.forms.models import OutboxMessage
 from gardien.retention.models import PurgeReceipt
 from gardien.retention.service import run_retention
 from gardien.rights import documents, notify
+from gardien.rights.deadlines import due_date
 from gardien.rights.exchange import RightsDocument, RightsDownload, RightsNotice
 from gardien.rights.models import RightsVerification
 from gardien.rights.service import Desk, open_case
@@ -32,7 +33,7 @@ from gardien.storage.subjects import SubjectIdentity
 from tests.forms.test_retention import submit_and_send
 from tests.rights.conftest import EMAIL
 from tests.rights.test_notices import body, case_of, send
-from tests.rights.test_portal import events, reference_of
+from tests.rights.test_portal import events, reference_of, verify
 from tests.security.signin import SignedIn, csrf_of, signed_in
 
 DPO = Actor("user:1", "dpo")
@@ -289,6 +290,39 @@ def test_the_status_page_links_to_the_upload_when_a_document_is_asked(
     assert upload(TestClient(client.app), link, photo).status_code == 200
     assert len(documents_on_disk(state)) == 1
     assert "Nous avons reçu votre justificatif" in TestClient(client.app).get(status_path).text
+
+
+def test_a_doubt_suspends_the_verification_and_optionally_the_clock(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    rights = state.register.rights.model_copy(update={"pause_while_verifying": True})
+    state.register = state.register.model_copy(update={"rights": rights})
+    answer = client.post("/rights", data={"rights": ["access"], "email": EMAIL, "lang": "en"})
+    reference = reference_of(answer)
+    status = re.search(r'href="(/rights/status/[^"]+)"', answer.text)
+    assert status
+    [mail] = send(state, clock)
+    code = re.search(r"\b(\d{8})\b", body(mail))
+    assert code
+    assert verify(client, reference, code.group(1)).status_code == 200
+    agent = agent_of(client, state, clock)
+    assert doubt(agent, reference, "The e-mail account was reported stolen.").status_code == 303
+    with state.sessions() as session:
+        case = case_of(session, reference)
+        assert case.verified_at is None  # nothing is done until the document decides
+        received, due = case.received_at.date(), case.due_at
+    public = TestClient(client.app)
+    page = public.get(status.group(1).replace("&amp;", "&"))
+    assert "Awaiting a proof of identity from you" in page.text
+    send(state, clock)
+    clock.advance(dt.timedelta(days=5))
+    link = re.search(r'href="(/rights/document/[^"]+)"', page.text)
+    assert link
+    assert upload(public, link.group(1).replace("&amp;", "&"), PNG).status_code == 200
+    with state.sessions() as session:
+        moved = case_of(session, reference).due_at
+    assert moved == due_date(received, "RO", 1, 5) and moved > due
+    assert "clock_paused" in events(state, reference)
 
 
 # -- minimisation -----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from gardien.errors import N_, BadRequest
 from gardien.register.schema import Register
+from gardien.rights.deadlines import EXTENDED_MONTHS, ONE_MONTH, counted_pause, due_date
 from gardien.rights.exchange import RightsDocument, RightsDownload, RightsNotice, shred
 from gardien.rights.models import RightsCase
 from gardien.rights.service import AccessPackage, add_event
@@ -307,6 +308,9 @@ def record_doubt(
     if pending_document(session, case) is not None:
         raise DocumentError(N_("a document was already asked for this case"))
     token = secrets.token_urlsafe(18)
+    if case.verified_at is not None:
+        # The doubt outweighs the earlier check: nothing is done until the document decides.
+        case.verified_at = None
     session.add(
         RightsDocument(
             case_id=case.id,
@@ -322,7 +326,8 @@ def record_doubt(
         now,
         actor,
         "identity_doubt",
-        "reasonable doubt recorded (reason kept encrypted): an identity document asked",
+        "reasonable doubt recorded (reason kept encrypted): an identity document asked; the "
+        "case counts as unverified until the decision",
     )
     record(
         session,
@@ -359,6 +364,7 @@ def receive_document(
     document: RightsDocument,
     content: bytes,
     *,
+    register: Register,
     data_dir: Path,
     now: dt.datetime,
     max_bytes: int = MAX_DOCUMENT_BYTES,
@@ -373,7 +379,10 @@ def receive_document(
     stored = write_encrypted(files_dir(data_dir, "documents"), checked.content, DOCUMENT_PURPOSE)
     document.path, document.file_key = stored.path, stored.key
     document.media_type, document.size = checked.media_type, len(checked.content)
+    first = document.uploaded_at is None
     document.uploaded_at = now
+    if first:
+        _pause_clock(session, case, register, now)
     add_event(
         session,
         case,
@@ -385,6 +394,36 @@ def receive_document(
     )
     session.flush()
     return checked
+
+
+def _pause_clock(session: Session, case: RightsCase, register: Register, now: dt.datetime) -> None:
+    """When the register stops the clock while awaiting identity (``pause_while_verifying``,
+    off by default), move the due date by the days every document of the case was awaited."""
+    rights = register.rights
+    waited = sum(
+        (uploaded.date() - asked.date()).days
+        for asked, uploaded in session.execute(
+            select(RightsDocument.requested_at, RightsDocument.uploaded_at).where(
+                RightsDocument.case_id == case.id, RightsDocument.uploaded_at.is_not(None)
+            )
+        )
+        if uploaded is not None
+    )
+    paused = counted_pause(waited, pause_while_verifying=rights.pause_while_verifying)
+    if not paused:
+        return
+    months = EXTENDED_MONTHS if case.extended_on else ONE_MONTH
+    due = due_date(case.received_at.date(), rights.holidays_country, months, paused)
+    if due != case.due_at:
+        case.due_at = due
+        add_event(
+            session,
+            case,
+            now,
+            PERSON,
+            "clock_paused",
+            f"{paused} day(s) awaiting the identity document: due {due.isoformat()}",
+        )
 
 
 def view_document(

@@ -475,6 +475,7 @@ def case_for_token(
 STATUS_TEXTS = {
     "awaiting": N_("Awaiting your confirmation: enter the code we sent to your e-mail address."),
     "verified": N_("Confirmed: we are handling your request."),
+    "identity": N_("Awaiting a proof of identity from you (see below)."),
     "closed": N_("Answered."),
 }
 

@@ -302,7 +302,7 @@ def _summary(session: Session, case: RightsCase) -> dict[str, Any]:
         "received": case.received_at.date(),
         "due": case.due_at,
         "rights": list(portal.rights_of(case)),
-        "status": portal.status_of(case),
+        "status": "identity" if document is not None else portal.status_of(case),
         "document": (None if document is None else "received" if document.uploaded_at else "asked"),
     }
 
@@ -529,6 +529,7 @@ def _receive(state: State, reference: str, token: str, content: bytes) -> bool:
             case,
             asked,
             content,
+            register=state.register,
             data_dir=state.settings.data_dir,
             now=state.clock.now(),
             max_bytes=_upload_limit(state),
