@@ -188,6 +188,9 @@ def test_bad_intake_is_refused_with_nothing_written(
     answer = record(agent, clock.now().date(), scan=scan, **changes)
     assert answer.status_code == 400, answer.text
     assert reason in answer.text
+    assert 'id="intake-error"' in answer.text  # the form again, with the reason
+    typed = str(changes.get("email", EMAIL))
+    assert typed == "" or f'value="{html.escape(typed)}"' in answer.text
     assert count(state, RightsCase) == 0
     assert count(state, RightsAttachment) == 0
     assert count(state, RightsEvent) == 0

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from gardien.deps import AppState, DbSession, ReadSession
-from gardien.errors import N_, BadRequest, Conflict, NotFound
+from gardien.errors import N_, BadRequest, Conflict, NotFound, localise
 from gardien.rights import casework, notify, repository
 from gardien.rights.answers import KINDS
 from gardien.rights.models import RightsAttachment, RightsCase
@@ -36,6 +36,7 @@ from gardien.rights.service import (
     timeline,
 )
 from gardien.security import audit, service
+from gardien.security.admin import language as language_of
 from gardien.security.admin import page
 from gardien.security.auth import AdminContext, check_csrf, require
 from gardien.security.permissions import Permission
@@ -128,16 +129,39 @@ def queue(
     summary="Record a request by letter",
 )
 def intake_form(state: AppState, request: Request, context: Handler) -> HTMLResponse:
+    return _intake_page(state, request, context)
+
+
+def _intake_page(
+    state: AppState,
+    request: Request,
+    context: AdminContext,
+    *,
+    error: str | None = None,
+    values: dict[str, object] | None = None,
+) -> HTMLResponse:
+    """The intake form; after a refusal, with its reason and what was typed (not the file)."""
+    today = state.clock.now().date().isoformat()
     return page(
         state,
         request,
         "rights_new.html",
         context,
+        status=400 if error else 200,
+        error=error,
+        values=values
+        or {
+            "channel": "",
+            "received": today,
+            "language": state.register.languages.default,
+            "rights": [],
+            "email": "",
+            "phone": "",
+        },
         channels=casework.INTAKE_CHANNELS,
         rights=offered(state.register),
         person_languages=state.register.languages.available,
-        default_language=state.register.languages.default,
-        today=state.clock.now().date().isoformat(),
+        today=today,
         max_mb=MAX_UPLOAD_BYTES // (1024 * 1024),
     )
 
@@ -170,6 +194,35 @@ def _scan(upload: UploadFile | None) -> bytes | None:
     return content if content or upload.filename else None
 
 
+def _letter(
+    state: AppState,
+    channel: str,
+    received: str,
+    language: str,
+    rights: list[str],
+    email: str,
+    phone: str,
+) -> casework.Letter:
+    """The intake form's fields, checked (``BadRequest`` with the reason otherwise)."""
+    try:
+        received_on = dt.date.fromisoformat(received)
+    except ValueError:
+        raise BadRequest(N_("the date of receipt must be a date (YYYY-MM-DD)")) from None
+    choices = offered(state.register)
+    if not rights or any(r not in choices for r in rights):
+        raise BadRequest(N_("choose at least one of the rights offered"))
+    if language not in state.register.languages.available:
+        raise BadRequest(N_("choose the person's language"))
+    return casework.Letter(
+        channel=channel,
+        received=received_on,
+        rights=tuple(sorted(set(rights))),
+        email=_email(email),
+        phone=_phone(state, phone),
+        language=language,
+    )
+
+
 @router.post(
     INTAKE_PATH.removeprefix("/admin"),
     summary="Record a request that came by e-mail, post or otherwise",
@@ -177,6 +230,7 @@ def _scan(upload: UploadFile | None) -> bytes | None:
 def intake(
     state: AppState,
     db: DbSession,
+    request: Request,
     context: Handler,
     csrf: Csrf,
     channel: Annotated[str, Form(max_length=10)],
@@ -189,27 +243,18 @@ def intake(
 ) -> Response:
     check_csrf(context, csrf)
     try:
-        received_on = dt.date.fromisoformat(received)
-    except ValueError:
-        raise BadRequest(N_("the date of receipt must be a date (YYYY-MM-DD)")) from None
-    choices = offered(state.register)
-    if not rights or any(r not in choices for r in rights):
-        raise BadRequest(N_("choose at least one of the rights offered"))
-    if language not in state.register.languages.available:
-        raise BadRequest(N_("choose the person's language"))
-    letter = casework.Letter(
-        channel=channel,
-        received=received_on,
-        rights=tuple(sorted(set(rights))),
-        email=_email(email),
-        phone=_phone(state, phone),
-        language=language,
-    )
-    content = _scan(scan)
-    checked = check_upload(content) if content is not None else None
-    recorded = casework.record_letter(
-        db, _desk(state), letter, checked, now=state.clock.now(), actor=context.actor
-    )
+        letter = _letter(state, channel, received, language, rights, email, phone)
+        content = _scan(scan)
+        checked = check_upload(content) if content is not None else None
+        recorded = casework.record_letter(
+            db, _desk(state), letter, checked, now=state.clock.now(), actor=context.actor
+        )
+    except BadRequest as refused:
+        values: dict[str, object] = {"channel": channel, "received": received}
+        values |= {"language": language}
+        values |= {"rights": rights, "email": email, "phone": phone}
+        message = localise(refused.template, dict(refused.params), language_of(state, request))
+        return _intake_page(state, request, context, error=message, values=values)
     if context.session is not None:
         service.set_flash(
             context.session,
