@@ -1,7 +1,8 @@
 """An agent's journey through a rights case in real Chromium, against a real ``gardien serve``:
 sign in with a TOTP second factor, record a request that came by post with its scanned letter,
 verify it on a recorded basis, build the access package (a real download), close the case; the
-timeline shows every step and the queue lists the case without any identifier."""
+timeline shows every step and the queue lists the case without any identifier; axe-core finds
+no violation on the queue, the intake form or the case page."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from playwright.sync_api import Page
 
 from tests.browser.staff import serving_with_user
 from tests.browser.test_admin_xss import sign_in_and_enrol
+from tests.browser.test_contact_form import violations
 from tests.support import Server
 
 pytestmark = pytest.mark.browser
@@ -37,7 +39,9 @@ def test_an_agent_records_a_letter_verifies_exports_and_closes(
     sign_in_and_enrol(page, url, AGENT)
     page.get_by_role("link", name="Rights requests").click()
     page.wait_for_url("**/admin/rights")
+    assert violations(page) == []
     page.get_by_role("link", name="Record a request received by e-mail or post").click()
+    assert violations(page) == []
     page.select_option("#channel", "post")
     page.get_by_label("access").check()
     page.fill("#email", PERSON)
@@ -46,6 +50,7 @@ def test_an_agent_records_a_letter_verifies_exports_and_closes(
     page.get_by_role("button", name="Record", exact=True).click()
     page.wait_for_url("**/admin/rights/GR-*")
     reference = page.url.rsplit("/", 1)[1]
+    assert violations(page) == []
     assert PERSON in page.locator("#h-identifiers + p + dl").inner_text()
     assert page.locator("#verified").inner_text() == "not verified yet"
 
