@@ -531,3 +531,20 @@ def test_the_package_is_sent_to_the_person_by_a_one_time_link_and_the_case_close
     steps = kinds(state, reference)
     assert {"answered", "package_built", "link_created", "notice_queued", "closed"} <= set(steps)
     assert agent.client.post(url, data={"csrf": agent.csrf}).status_code == 409  # closed
+
+
+def test_a_scan_larger_than_the_general_body_limit_is_accepted_on_the_intake_path_only(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    agent = signed_in(client, state, clock, "agent@example.org", "agent")
+    big = PNG + b"\x00" * (3 * 1024 * 1024)  # over GARDIEN_MAX_BODY_BYTES (1 MB)
+    assert len(big) > state.settings.max_body_bytes
+    reference = reference_of(record(agent, clock.now().date(), scan=("big.png", big, "image/png")))
+    with state.sessions() as session:
+        assert session.scalar(select(RightsAttachment.size)) == len(big)
+    elsewhere = agent.client.post(
+        f"/admin/rights/{reference}/note",
+        data={"csrf": agent.csrf},
+        files={"note": ("note.txt", big, "text/plain")},
+    )
+    assert elsewhere.status_code == 413
