@@ -253,6 +253,7 @@ def test_the_queue_filters_and_its_figures(
     page = agent.client.get("/admin/rights").text
     assert re.search(r'id="figure-late">\s*<a[^>]*>1<', page)
     assert "late by 4 days" in page
+    assert "Open cases by days left: late 1, 0–7 0, 8–14 1, 15–31 0, 32+ 0" in page
     assert "100 % (1 / 1)" in page
     assert agent.client.get("/admin/rights?status=lost").status_code == 400
     assert agent.client.get("/admin/rights?due=tomorrow").status_code == 400

@@ -108,6 +108,7 @@ def queue(
             for c in cases
         ],
         figures=repository.figures(db, today, period_start, period_end),
+        chart=_chart(casework.by_days_left(repository.open_due_dates(db), today)),
         period=(period_start.isoformat(), period_end.isoformat()),
         chosen=chosen,
         start=start.isoformat() if start else "",
@@ -118,6 +119,28 @@ def queue(
         me=context.user.id,
         soon=repository.DUE_SOON_DAYS,
     )
+
+
+CHART_WIDTH = 480
+BAR_HEIGHT = 22
+
+
+def _chart(buckets: list[tuple[str, int]]) -> dict[str, object]:
+    """Horizontal bars, one per bucket of days left, drawn on the server (no script)."""
+    peak = max((count for _, count in buckets), default=0) or 1
+    label_width = 60
+    bars = [
+        {
+            "label": label,
+            "count": count,
+            "y": index * (BAR_HEIGHT + 6),
+            "width": round((CHART_WIDTH - label_width - 40) * count / peak),
+            "x": label_width,
+            "late": label == "late",
+        }
+        for index, (label, count) in enumerate(buckets)
+    ]
+    return {"bars": bars, "width": CHART_WIDTH, "height": len(bars) * (BAR_HEIGHT + 6)}
 
 
 # -- intake -----------------------------------------------------------------------------------

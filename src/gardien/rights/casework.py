@@ -67,6 +67,28 @@ def days_left(case: RightsCase, today: dt.date) -> int:
     return (case.due_at - today).days
 
 
+DAYS_LEFT_BUCKETS: tuple[tuple[str, int | None, int | None], ...] = (
+    ("late", None, -1),
+    ("0–7", 0, 7),
+    ("8–14", 8, 14),
+    ("15–31", 15, 31),
+    ("32+", 32, None),
+)
+"""The bars of the open cases' chart: (label, first day left, last day left)."""
+
+
+def by_days_left(due_dates: list[dt.date], today: dt.date) -> list[tuple[str, int]]:
+    """How many open cases fall in each ``DAYS_LEFT_BUCKETS`` bar."""
+    counts = dict.fromkeys((label for label, _, _ in DAYS_LEFT_BUCKETS), 0)
+    for due in due_dates:
+        left = (due - today).days
+        for label, low, high in DAYS_LEFT_BUCKETS:
+            if (low is None or left >= low) and (high is None or left <= high):
+                counts[label] += 1
+                break
+    return list(counts.items())
+
+
 def one_month_due(register: Register, case: RightsCase) -> dt.date:
     """The ordinary due date, the last day an extension may be notified (Art. 12(3))."""
     return due_date(case.received_at.date(), register.rights.holidays_country, ONE_MONTH)

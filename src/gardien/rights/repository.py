@@ -126,6 +126,11 @@ def figures(session: Session, today: dt.date, start: dt.date, end: dt.date) -> F
     )
 
 
+def open_due_dates(session: Session) -> list[dt.date]:
+    """The due dates of the open cases, for the chart of days left."""
+    return list(session.scalars(select(RightsCase.due_at).where(RightsCase.status == "open")))
+
+
 def open_duplicate(
     session: Session, rights: str, email: str | None, phone: str | None
 ) -> RightsCase | None:
