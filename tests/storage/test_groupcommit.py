@@ -7,6 +7,7 @@ import datetime as dt
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,6 +69,19 @@ def in_threads(target: Callable[[str], None], names: list[str]) -> None:
         thread.start()
     for thread in threads:
         thread.join(20)
+
+
+def count_handovers(writer: GroupCommit, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The batches ``writer`` hands to its thread from now on, as they are handed."""
+    handed: list[object] = []
+
+    class Counting(queue.SimpleQueue[object]):
+        def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
+            handed.append(item)
+            super().put(item, block, timeout)
+
+    monkeypatch.setattr(writer, "_queue", Counting())
+    return handed
 
 
 class CommitGate:
@@ -225,14 +239,7 @@ def test_rows_of_one_turn_of_the_loop_share_one_batch(
 ) -> None:
     """Rows written during one turn of a loop travel as one batch: one hand-over to the
     writer, one wake-up of the loop for all of them, and no future made per row."""
-    handed: list[object] = []
-
-    class Counting(queue.SimpleQueue[object]):
-        def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
-            handed.append(item)
-            super().put(item, block, timeout)
-
-    monkeypatch.setattr(writer, "_queue", Counting())
+    handed = count_handovers(writer, monkeypatch)
 
     async def scenario() -> tuple[int, int]:
         loop = asyncio.get_running_loop()
@@ -255,9 +262,64 @@ def test_rows_of_one_turn_of_the_loop_share_one_batch(
         return wakeups, futures
 
     wakeups, futures = asyncio.run(scenario())
-    assert (len(handed), wakeups, futures) == (1, 1, 0)
+    if engine.dialect.name == "sqlite":
+        # The loop wrote the batch itself at the end of its turn: nothing handed, nobody woken.
+        assert (len(handed), wakeups, futures) == (0, 0, 0)
+    else:
+        assert (len(handed), wakeups, futures) == (1, 1, 0)
     assert len(labels(engine)) == 30
     assert writer.batches == 1 and writer.rows == 30
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_busy_sqlite_database_sends_the_batch_to_the_thread_which_waits(
+    engine: Engine, writer: GroupCommit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop never waits for SQLite's write lock: while another connection holds it, the
+    batch goes to the writer thread, and its waiter is released once the thread committed."""
+    handed = count_handovers(writer, monkeypatch)
+    asyncio.run(writer.write(probe, {"label": "free"}))
+    assert handed == [] and labels(engine) == ["free"]  # written by the loop itself
+
+    holder = engine.connect()
+    holding = holder.begin()  # BEGIN IMMEDIATE: the write lock, until COMMIT
+    holder.exec_driver_sql("INSERT INTO group_commit_probe (label) VALUES ('holder')")
+
+    async def while_locked() -> list[str]:
+        waiting = asyncio.ensure_future(writer.write(probe, {"label": "queued"}))
+        await asyncio.sleep(0.2)
+        seen = labels(engine)
+        assert not waiting.done()
+        holding.commit()
+        await asyncio.wait_for(waiting, 20)
+        return seen
+
+    try:
+        assert asyncio.run(while_locked()) == ["free"]
+    finally:
+        holder.close()
+    assert len(handed) == 1
+    assert labels(engine) == ["free", "holder", "queued"]
+
+
+def test_with_full_durability_sqlite_commits_only_in_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``DURABILITY=full`` waits for the disk at every commit: never on the event loop."""
+    from gardien.config import Durability
+    from gardien.storage.database import make_engine
+
+    full = make_engine(f"sqlite:///{tmp_path / 'full.db'}", Durability.full)
+    probe_metadata.create_all(full)
+    writer = GroupCommit(full, name="test-full")
+    handed = count_handovers(writer, monkeypatch)
+    try:
+        for label in ("one", "two"):
+            asyncio.run(writer.write(probe, {"label": label}))
+        assert len(handed) == 2 and writer.rows == 2
+    finally:
+        writer.stop()
+        full.dispose()
 
 
 def test_write_isolates_a_bad_row_within_a_shared_batch(

@@ -52,7 +52,7 @@ from gardien.security.crypto import (
 )
 from gardien.storage.base import PERSONAL_DATA, Base
 from gardien.storage.clock import Clock, SystemClock
-from gardien.storage.groupcommit import GroupCommit
+from gardien.storage.groupcommit import GroupCommit, Ticket
 from gardien.storage.subjects import ErasureOutcome, FoundRecords, JsonScalar, SubjectIdentity
 
 log = logging.getLogger("gardien.connection_log")
@@ -231,7 +231,8 @@ class ConnectionLog:
     """Records every HTTP request in ``connection_log`` before its response may start.
 
     The row is queued when the application starts its response and the ``http.response.start``
-    message is passed on only once the row is committed. ``latency_ms`` therefore runs to the
+    message is passed on only once the row is committed (held meanwhile, with the body when it
+    comes in one piece, so the application itself does not wait). ``latency_ms`` runs to the
     application's first response message. If the row cannot be written, the client gets a 503
     instead of the application's response: an unlogged response would be a hole in the record
     the log exists to keep. An exception escaping the application is recorded as a 500.
@@ -266,33 +267,56 @@ class ConnectionLog:
         failed = False
         scope[LOG_SCOPE_KEY] = (self, at, started)
 
-        async def start_after_row(message: Message) -> None:
-            nonlocal failed
-            status = int(message["status"])
-            if scope.get(LOGGED_SCOPE_KEY) == status:
-                # The route committed this request's row with its own (``commit_with_log``).
-                await send(message)
-                return
-            row = self._row(scope, at, status, started)
+        ticket: Ticket | None = None
+        held: list[Message] = []
+        """Messages kept back until the row is committed."""
+
+        # The row is queued at the response start, but the application is not made to wait
+        # for its commit: its start and (for a response in one piece) its final body are held
+        # here, so the application returns at once and the wait happens below, in this
+        # shallow frame, rather than deep in the application's stack, which every suspension
+        # and resumption would otherwise cross. A streaming response waits at its first
+        # chunk instead. Either way nothing reaches the client before the row is committed.
+        def logged_send(message: Message) -> Awaitable[None]:
+            # Not a coroutine itself: a message that needs no wait costs no coroutine.
+            nonlocal responded, ticket
+            if failed:
+                return _dropped()  # a 503 went out instead; the application's body goes nowhere
+            if not responded:
+                if message["type"] != "http.response.start":
+                    return send(message)
+                responded = True
+                status = int(message["status"])
+                if scope.get(LOGGED_SCOPE_KEY) == status:
+                    # The route committed this request's row with its own (``commit_with_log``).
+                    return send(message)
+                ticket = self.writer.enqueue(connection_log, self._row(scope, at, status, started))
+                held.append(message)
+                return _dropped()
+            if ticket is None:
+                return send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                held.append(message)
+                return _dropped()
+            held.append(message)
+            return flush()
+
+        async def flush() -> None:
+            """Wait for the row, then pass the held messages on (or a 503 if it failed)."""
+            nonlocal ticket, failed
+            pending, ticket = cast(Ticket, ticket), None
             try:
-                await self.writer.write(connection_log, row)
+                await self.writer.settled(pending)
             except Exception as exc:  # noqa: BLE001 - fail closed, whatever the cause
                 failed = True
+                held.clear()
                 log.error("connection log write failed", extra={"error": type(exc).__name__})
                 await _unavailable(send)
                 return
-            await send(message)
-
-        def logged_send(message: Message) -> Awaitable[None]:
-            # Not a coroutine itself: every message but the first is handed to ``send`` as
-            # it is, without a coroutine of its own per message.
-            nonlocal responded
-            if failed:
-                return _dropped()  # a 503 went out instead; the application's body goes nowhere
-            if responded or message["type"] != "http.response.start":
-                return send(message)
-            responded = True
-            return start_after_row(message)
+            messages = held[:]
+            held.clear()
+            for message in messages:
+                await send(message)
 
         try:
             await self.app(scope, receive, logged_send)
@@ -303,7 +327,11 @@ class ConnectionLog:
                     await self.writer.write(connection_log, self._row(scope, at, 500, started))
                 except Exception as exc:  # noqa: BLE001 - the original error matters more
                     log.error("connection log write failed", extra={"error": type(exc).__name__})
+            elif ticket is not None:
+                await flush()
             raise
+        if ticket is not None:
+            await flush()
 
     def _skipped(self, scope: Scope) -> bool:
         path: str = scope["path"]

@@ -23,6 +23,11 @@ A batch of one table without a chain is one statement that commits on its own (o
 durable once it returns as after a COMMIT, without the BEGIN and COMMIT round trips, each of
 which costs the writer a wait for the GIL while the loop is busy.
 
+On SQLite, a batch that is one such statement is written by the event loop itself at the end
+of its turn whenever the write lock is free at that instant (``_InlineWriter``): in WAL mode
+that commit does not wait for the disk, and costs the loop less than handing the batch to the
+thread and being woken by it.
+
 A failed batch is retried row by row when the failure may come from one row (a constraint, a
 value the column refuses), so one bad row never fails its neighbours; a database that is down
 or locked fails the whole batch at once. Waiters receive a ``GroupCommitError`` naming the
@@ -52,6 +57,7 @@ from gardien.storage.base import UTCDateTime
 log = logging.getLogger("gardien.groupcommit")
 
 Row = Mapping[str, object]
+Ticket = tuple["_Batch", int]
 Chain = Callable[[Connection, list[Any]], None]
 
 
@@ -150,6 +156,7 @@ class GroupCommit:
         self._plans: dict[tuple[Table, tuple[str, ...]], _InsertPlan] = {}
         self._chains: dict[Table, Chain] = {}
         self._autocommit: PoolProxiedConnection | None = None
+        self._inline = _InlineWriter(self) if engine.dialect.name == "sqlite" else None
         self.before_commit: Callable[[], None] | None = None
         """Called in the writer thread once a batch is written and about to be committed (a
         single-statement batch commits with its statement: then just before it). Tests hold
@@ -183,6 +190,8 @@ class GroupCommit:
     def stop(self, timeout: float | None = 30.0) -> None:
         """Write everything already submitted, then end the thread. Blocks: from the event
         loop, call it through ``asyncio.to_thread``."""
+        if self._inline is not None:
+            self._inline.close()  # reopened on demand, should the writer start again
         with self._lock:
             if self._stopped:
                 thread = self._thread
@@ -213,6 +222,21 @@ class GroupCommit:
         batch.future.add_done_callback(functools.partial(_settle_one, future, batch, index))
         return future
 
+    def enqueue(self, table: Table, row: Row) -> Ticket:
+        """Queue ``row`` now and return at once; ``settled(ticket)`` waits for its commit.
+
+        For a caller that has more to do before it must wait, such as middleware that lets
+        the application finish its response while the row is being committed."""
+        return self._add(table, row)
+
+    async def settled(self, ticket: Ticket) -> None:
+        """Return once the row of ``ticket`` is durable; raises ``GroupCommitError``."""
+        batch, index = ticket
+        await batch.future
+        error = batch.outcome(index)
+        if error is not None:
+            raise error
+
     async def write(self, table: Table, row: Row) -> None:
         """Insert ``row`` and return once it is durable; raises ``GroupCommitError``."""
         batch, index = self._add(table, row)
@@ -240,8 +264,20 @@ class GroupCommit:
 
     def _hand(self, batch: _Batch) -> None:
         with self._lock:
-            if self._open.get(batch.loop) is batch:
-                del self._open[batch.loop]
+            if self._open.get(batch.loop) is not batch:
+                return  # handed already: it filled up, or ``stop`` took it
+            del self._open[batch.loop]
+        inline = self._inline
+        if inline is not None and inline.write(batch):
+            return
+        with self._lock:
+            if self._stopped:
+                # ``stop`` came while the loop tried the batch itself: its rows are not
+                # written, and its waiters are told so rather than left waiting.
+                batch.handed = True
+                batch.errors = [WriterStopped] * len(batch.items)
+                batch.future.set_result(None)
+                return
             self._hand_locked(batch)
 
     def _hand_locked(self, batch: _Batch) -> None:
@@ -394,6 +430,109 @@ class GroupCommit:
                     connection.close()
                 except Exception:  # noqa: BLE001 - a broken connection is dropped either way
                     connection.invalidate()
+
+
+class _InlineWriter:
+    """SQLite: a batch that is one statement is written by the event loop itself, at the end of
+    the turn that filled it, when the database's write lock is free at that instant.
+
+    A hand-over to the writer thread costs more than the write: the thread wakes, waits for
+    the GIL the busy loop holds, and wakes the loop again to release the waiters. In WAL mode
+    with ``synchronous=NORMAL`` a one-statement commit appends to the WAL without waiting for
+    the disk (it survives a crash of the process, as promised; ``DURABILITY=full``, which
+    waits for the disk, never takes this path), so the loop spends less on the write than on
+    the hand-over. The loop must never wait for the lock, though: its connection does not
+    wait (``busy_timeout=0``) and a busy database sends the batch to the writer thread as
+    before. Neither does it checkpoint the WAL (a disk-bound job): every ``CHECKPOINT_EVERY``
+    inline batches one goes to the thread instead, whose connection checkpoints as SQLite's
+    automatic checkpoint does. A table with a chain, a batch of several tables or statements,
+    and a writer a test holds (``before_commit``) go to the thread too.
+    """
+
+    CHECKPOINT_EVERY = 200
+
+    def __init__(self, writer: GroupCommit) -> None:
+        self.writer = writer
+        self.connection: PoolProxiedConnection | None = None
+        self.usable: bool | None = None
+        """Unknown until the first batch; ``False`` when the database waits for the disk on
+        every commit (``synchronous=FULL``)."""
+        self.since_handed = 0
+        self.lock = threading.Lock()
+
+    def write(self, batch: _Batch) -> bool:
+        """Write ``batch`` and release its waiters now; ``False`` if it must go to the thread."""
+        # One connection for every loop of the process: a loop finding it in use by another
+        # hands its batch to the thread rather than wait.
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            return self._write(batch)
+        finally:
+            self.lock.release()
+
+    def _write(self, batch: _Batch) -> bool:
+        writer = self.writer
+        items = batch.items
+        table, first = items[0]
+        if self.usable is False or writer.before_commit is not None or table in writer._chains:
+            return False
+        self.since_handed += 1
+        if self.since_handed >= self.CHECKPOINT_EVERY:
+            self.since_handed = 0
+            return False
+        keys = tuple(first)
+        for other, row in items:
+            if other is not table or (row is not first and tuple(row) != keys):
+                return False
+        plan = writer._plan(table, keys)
+        if plan.style != "sqlite" or len(items) > plan.rows_per_statement:
+            return False
+        driver_connection = self._driver_connection()
+        if driver_connection is None:
+            return False
+        try:
+            plan.execute_alone(driver_connection, [row for _, row in items], writer.engine.dialect)
+        except DBAPIError as exc:
+            if not _is_busy(exc):
+                self._close()  # whatever it was, the thread retries and reports it
+            return False
+        batch.handed = True
+        writer.batches += 1
+        writer.rows += len(items)
+        batch.future.set_result(None)
+        return True
+
+    def _driver_connection(self) -> Any:
+        if self.connection is None:
+            pooled = self.writer.engine.raw_connection()
+            pooled.detach()  # its settings below must never reach a pooled session
+            driver_connection: Any = pooled.dbapi_connection
+            synchronous = driver_connection.execute("PRAGMA synchronous").fetchone()[0]
+            self.usable = synchronous <= 1  # OFF or NORMAL
+            if not self.usable:
+                pooled.close()
+                return None
+            driver_connection.execute("PRAGMA busy_timeout=0").close()
+            driver_connection.execute("PRAGMA wal_autocheckpoint=0").close()
+            self.connection = pooled
+        return self.connection.dbapi_connection
+
+    def close(self) -> None:
+        with self.lock:
+            self._close()
+
+    def _close(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - a broken connection is dropped either way
+                connection.invalidate()
+
+
+def _is_busy(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED")
 
 
 class _InsertPlan:
