@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Date,
+    Engine,
     Float,
     String,
     cast,
@@ -64,6 +65,7 @@ from gardien.analytics.models import (
 from gardien.register.durations import parse_period
 from gardien.register.schema import Register
 from gardien.storage.clock import Clock
+from gardien.storage.database import reader_factory
 from gardien.storage.locks import LockBusy, acquire, holder_id, release
 
 VISIT_GAP = dt.timedelta(minutes=30)
@@ -504,6 +506,11 @@ def _refresh(
     report = RefreshReport()
     started = clock.now()
     with sessions() as session:
+        # Reading and computing run in read-only sessions: on SQLite a writing session holds
+        # the write lock from its BEGIN, and tracking hits must not wait for a day's rollup.
+        bind = session.get_bind()
+    readers = reader_factory(bind if isinstance(bind, Engine) else bind.engine)
+    with readers() as session:
         state = session.get(AnalyticsRollupState, STATE)
         watermark = state.watermark if state else 0
         previous = state.previous_watermark if state else 0
@@ -541,18 +548,21 @@ def _refresh(
         cutoff = cutoffs.get(site)
         day_start = dt.datetime.combine(day, dt.time(), dt.UTC)
         frozen = (site, day) in existing and cutoff is not None and day_start < cutoff
-        with sessions() as session, session.begin():
-            # Only the mark seen now is removed: an erasure marking the day again while it is
-            # computed (it sets a later marked_at) leaves its mark for the next refresh.
+        rollup: DayRollup | None = None
+        with readers() as session:
+            # Only the mark seen now is removed: an erasure marking the day again meanwhile
+            # (it sets a later marked_at) leaves its mark for the next refresh.
             marked = session.scalar(
                 select(AnalyticsDirtyDay.marked_at).where(
                     AnalyticsDirtyDay.site_id == site, AnalyticsDirtyDay.day == day
                 )
             )
-            if frozen:
+            if not frozen:
+                rollup = compute_day(session, site, day, hosts.get(site, frozenset()))
+        with sessions() as session, session.begin():
+            if rollup is None:
                 report.frozen.append((site, day))
             else:
-                rollup = compute_day(session, site, day, hosts.get(site, frozenset()))
                 store_day(session, site, day, rollup, clock.now())
                 report.recomputed.append((site, day))
             if marked is not None:
