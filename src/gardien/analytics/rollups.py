@@ -481,9 +481,10 @@ def refresh_rollups(
     """Bring the rollups up to date: recompute every day that changed since the last refresh.
 
     Runs under the ``analytics.rollups`` lease and raises ``storage.locks.LockBusy`` at once
-    when another instance holds it (that instance is doing the same work). Each day is
-    recomputed and stored in its own transaction; the watermark moves only after all of them,
-    so a refresh that dies is simply done again. ``progress(done, total)`` is called after each
+    when another instance holds it (that instance is doing the same work). Each day is read
+    and computed in a read-only session (on SQLite it never holds the write lock, so tracking
+    hits do not wait), then replaced in one short transaction; the watermark moves only after
+    all of them, so a refresh that dies is simply done again. ``progress(done, total)`` is called after each
     day (for the CLI's progress bar). Callable from the CLI and from the server's schedule
     (``rollup_schedule``).
     """
