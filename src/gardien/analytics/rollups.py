@@ -484,9 +484,9 @@ def refresh_rollups(
     when another instance holds it (that instance is doing the same work). Each day is read
     and computed in a read-only session (on SQLite it never holds the write lock, so tracking
     hits do not wait), then replaced in one short transaction; the watermark moves only after
-    all of them, so a refresh that dies is simply done again. ``progress(done, total)`` is called after each
-    day (for the CLI's progress bar). Callable from the CLI and from the server's schedule
-    (``rollup_schedule``).
+    all of them, so a refresh that dies is simply done again. ``progress(done, total)`` is
+    called after each day (for the CLI's progress bar). Callable from the CLI and from the
+    server's schedule (``rollup_schedule``).
     """
     holder = holder_id()
     if not acquire(sessions, LEASE, holder, LEASE_TTL, clock):
