@@ -33,10 +33,10 @@ def texted_code(site: Site, reference: str, timeout: float = 30.0) -> tuple[str,
         for path in sorted(folder.glob("*.sms")) if folder.is_dir() else []:
             text = path.read_text()
             if reference in text:
-                code = re.search(r"\b(\d{8})\b", text)
+                codes = [c for c in re.findall(r"\b\d{8}\b", text) if c != reference[-8:]]
                 recipient = re.match(r"To: (\+\d+)\n", text)
-                assert code and recipient, text
-                return code.group(1), recipient.group(1)
+                assert len(codes) == 1 and recipient, text
+                return codes[0], recipient.group(1)
         time.sleep(0.5)
     raise AssertionError("the code's text message was not written")
 

@@ -82,6 +82,7 @@ def test_closed_cases_are_purged_three_years_after_closure_with_a_receipt(
             select(func.count()).select_from(RightsEvent).where(RightsEvent.case_id == old.id)
         )
         assert events == 0
-    [receipt] = receipts(state, "rights_requests")
+    # (the rights sweeps write their own receipts under the same activity)
+    [receipt] = [r for r in receipts(state, "rights_requests") if r.store == "rights_request"]
     assert (receipt.status, receipt.rows_affected, receipt.period) == ("purged", 1, "P3Y")
     assert receipt.store == "rights_request"
