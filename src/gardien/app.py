@@ -14,9 +14,9 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from gardien import __version__
-from gardien.analytics.jobs import rollup_schedule
 from gardien.analytics.admin import router as analytics_admin_router
 from gardien.analytics.api import router as analytics_api_router
+from gardien.analytics.jobs import rollup_schedule
 from gardien.analytics.optout import router as optout_router
 from gardien.analytics.routes import TRACKING_PATHS
 from gardien.analytics.routes import router as analytics_router
