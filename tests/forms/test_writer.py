@@ -7,11 +7,13 @@ import dataclasses
 import datetime as dt
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from gardien.config import Durability
 from gardien.deps import State
 from gardien.errors import Conflict
 from gardien.forms import service
@@ -19,6 +21,7 @@ from gardien.forms.models import FormSubmission, OutboxMessage
 from gardien.forms.routes import writer
 from gardien.forms.writer import SubmissionWriter
 from gardien.storage.clock import FrozenClock
+from gardien.storage.database import make_engine
 from tests.forms.test_submit import GOOD
 
 
@@ -112,3 +115,42 @@ def test_every_submission_of_a_burst_is_answered_once_committed(
     ]
     assert store_together(store, burst, clock.now()) == [None] * size
     assert counts(state) == (size, 2 * size)
+
+
+def test_store_now_writes_a_lone_submission_on_sqlite_only_when_the_lock_is_free(
+    state: State, clock: FrozenClock
+) -> None:
+    """On SQLite a lone submission is stored by the caller itself when nothing holds the write
+    lock; when something does, ``store_now`` declines at once (the caller then uses ``store``,
+    which waits); on PostgreSQL it always declines (a commit there waits for the server)."""
+    store = writer(state)
+    first = accepted(state, clock, "Stored by the caller itself.")
+    sqlite = state.engine.dialect.name == "sqlite"
+    assert store.store_now(first, clock.now()) is sqlite
+    assert counts(state) == ((1, 2) if sqlite else (0, 0))
+
+    second = accepted(state, clock, "Stored while another writer holds the lock.")
+    with state.engine.connect() as holder, holder.begin():  # BEGIN IMMEDIATE on SQLite
+        holder.exec_driver_sql("SELECT 1")
+        assert store.store_now(second, clock.now()) is False
+    assert counts(state) == ((1, 2) if sqlite else (0, 0))
+    store.store(second, clock.now())
+    assert counts(state) == ((2, 4) if sqlite else (1, 2))
+
+    duplicate = dataclasses.replace(first, submission={**first.submission, "public_id": "e" * 32})
+    if sqlite:
+        with pytest.raises(Conflict):
+            store.store_now(duplicate, clock.now())
+        assert counts(state) == (2, 4)
+
+
+def test_store_now_never_writes_on_the_caller_with_full_durability(
+    state: State, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """``DURABILITY=full`` waits for the disk at every commit: never on the event loop."""
+    full = make_engine(f"sqlite:///{tmp_path / 'full.db'}", Durability.full)
+    try:
+        store = SubmissionWriter(full, state.settings.base_url)
+        assert store.store_now(accepted(state, clock, "Never here."), clock.now()) is False
+    finally:
+        full.dispose()

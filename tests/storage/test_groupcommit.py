@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -443,3 +444,37 @@ def test_timestamps_round_trip_through_the_writer(engine: Engine) -> None:
         stored = list(connection.scalars(select(times.c.at).order_by(times.c.at)))
     assert stored == sorted(moments)
     assert all(at.tzinfo is not None for at in stored)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_wal_is_copied_into_the_database_file_by_the_writers_checkpointer(
+    engine: Engine, writer: GroupCommit, database_url: str
+) -> None:
+    """Request commits leave checkpoints to a thread of their own: rows written through the
+    writer reach the database file itself (read here ignoring the WAL) without any commit
+    having checkpointed (the automatic threshold is far away)."""
+    import sqlite3
+
+    async def write_all() -> None:
+        await asyncio.gather(*(writer.write(probe, {"label": f"c-{i}"}) for i in range(50)))
+
+    asyncio.run(write_all())
+    path = database_url.split("///", 1)[1]
+
+    def in_file() -> int:
+        # immutable=1: SQLite reads the database file alone, as if there were no WAL.
+        file = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        try:
+            return int(file.execute("SELECT count(*) FROM group_commit_probe").fetchone()[0])
+        except sqlite3.OperationalError:  # not even the table has reached the file yet
+            return 0
+        finally:
+            file.close()
+
+    for _ in range(200):  # the checkpointer runs twice a second
+        if in_file() == 50:
+            break
+        time.sleep(0.05)
+    assert in_file() == 50
+    checkpointer = writer._checkpointer
+    assert checkpointer is not None and checkpointer.checkpoints >= 1

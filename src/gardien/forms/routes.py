@@ -110,10 +110,11 @@ async def receive(
     """Check a submission, then store it with its outbox rows and commit: once this returns,
     the submission and its e-mails are durable.
 
-    The checks are CPU work only and run on the event loop; the writer runs in a worker
-    thread, never on the loop: on SQLite it may wait for the write lock, which another
-    request can only release once the loop moves on (run on the loop, it once froze the whole
-    server until the busy timeout)."""
+    The checks are CPU work only and run on the event loop. The writer runs in a worker
+    thread, never waiting on the loop: on SQLite it may wait for the write lock, which another
+    request can only release once the loop moves on (waiting on the loop, it once froze the
+    whole server until the busy timeout). Only a lone submission on SQLite, when the lock is
+    free this instant, is written on the loop (``SubmissionWriter.store_now``)."""
     now = state.clock.now()
     accepted = service.accept(
         register=state.register,
@@ -126,7 +127,9 @@ async def receive(
     # The request's connection-log row goes into the submission's transaction (answered
     # ``status`` once stored), rather than a second commit by another writer.
     log_row = pending_log_row(request.scope, status) if request is not None else None
-    await run_in_threadpool(writer(state).store, accepted, now, log_row)
+    submissions = writer(state)
+    if not submissions.store_now(accepted, now, log_row):
+        await run_in_threadpool(submissions.store, accepted, now, log_row)
     if request is not None and log_row is not None:
         mark_logged(request.scope, status)
     return accepted

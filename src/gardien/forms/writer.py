@@ -22,11 +22,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from gardien.errors import Conflict
 from gardien.forms import repository, service
 from gardien.security.connection_log import connection_log
+from gardien.storage.database import BUSY_TIMEOUT_MS
+from gardien.storage.groupcommit import insert_rows
 
 MAX_BATCH = 64
 """Submissions per transaction at most: it bounds how long SQLite's write lock is held."""
@@ -53,6 +56,8 @@ class SubmissionWriter:
         self._turn = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Queued] = []
+        self._inline: bool | None = None
+        """Whether ``store_now`` may write on the caller's thread (known at first use)."""
 
     def store(
         self,
@@ -76,6 +81,49 @@ class SubmissionWriter:
         if item.error is not None:
             raise item.error
 
+    def store_now(
+        self,
+        accepted: service.Accepted,
+        now: dt.datetime,
+        log_row: dict[str, Any] | None = None,
+    ) -> bool:
+        """SQLite: store ``accepted`` as ``store`` does but at once, on the calling thread (the
+        event loop), if nothing else is being written; ``False`` when it must go through
+        ``store`` in a worker thread instead.
+
+        A submission alone is the common case, and for it the hand-over to a worker thread
+        and back costs about as much as the transaction. The loop must never wait for the
+        write lock, though: this transaction does not wait for it (``busy_timeout=0``) and a
+        locked database sends the submission to ``store``. Neither does it wait for the disk:
+        with ``DURABILITY=full`` every submission goes through ``store``."""
+        if not self._inline_allowed() or self._queue:
+            return False
+        if not self._turn.acquire(blocking=False):
+            return False
+        try:
+            item = _Queued(accepted, now, log_row)
+            try:
+                self._transaction([item], wait=False)
+            except OperationalError as exc:
+                if _is_busy(exc):
+                    return False
+                raise
+        finally:
+            self._turn.release()
+        if item.error is not None:
+            raise item.error
+        return True
+
+    def _inline_allowed(self) -> bool:
+        if self._inline is None:
+            allowed = False
+            if self.engine.dialect.name == "sqlite":
+                with self.engine.connect() as connection:
+                    synchronous = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+                allowed = int(synchronous or 0) <= 1  # OFF or NORMAL: no flush at COMMIT
+            self._inline = allowed
+        return self._inline
+
     def _write(self, batch: list[_Queued]) -> None:
         try:
             self._transaction(batch)
@@ -93,27 +141,46 @@ class SubmissionWriter:
             for item in batch:
                 item.done = True
 
-    def _transaction(self, batch: list[_Queued]) -> None:
+    def _transaction(self, batch: list[_Queued], *, wait: bool = True) -> None:
         for item in batch:
             item.error = None
-        with self.engine.begin() as connection:
-            policy_version = self._policy_version(connection)
-            for item in batch:
-                try:
-                    service.record(
-                        connection,
-                        item.accepted,
-                        policy_version=policy_version,
-                        now=item.now,
-                        base_url=self.base_url,
-                    )
-                except Conflict as refused:  # raised before anything of it was written
-                    item.error = refused
-            logged = [item.log_row for item in batch if item.error is None and item.log_row]
-            if logged:
-                connection.execute(insert(connection_log), logged)
+        with self.engine.connect() as connection:
+            if wait:
+                with connection.begin():
+                    self._record(connection, batch)
+                return
+            # On the driver's connection: through SQLAlchemy, the pragma would begin the
+            # transaction (and wait for the lock) before the timeout is changed.
+            driver_connection: Any = connection.connection.dbapi_connection
+            driver_connection.execute("PRAGMA busy_timeout=0").close()
+            try:
+                with connection.begin():  # BEGIN IMMEDIATE: SQLITE_BUSY at once if locked
+                    self._record(connection, batch)
+            finally:
+                driver_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}").close()
+
+    def _record(self, connection: Connection, batch: list[_Queued]) -> None:
+        policy_version = self._policy_version(connection)
+        for item in batch:
+            try:
+                service.record(
+                    connection,
+                    item.accepted,
+                    policy_version=policy_version,
+                    now=item.now,
+                    base_url=self.base_url,
+                )
+            except Conflict as refused:  # raised before anything of it was written
+                item.error = refused
+        logged = [item.log_row for item in batch if item.error is None and item.log_row]
+        if logged:
+            insert_rows(connection, connection_log, logged)
 
     def _policy_version(self, connection: Connection) -> int | None:
         if self.policy_version is None:
             self.policy_version = repository.latest_policy_version(connection)
         return self.policy_version
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED")

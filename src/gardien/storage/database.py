@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gardien.config import Durability, Settings
 
+BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite writer waits for the write lock before giving up."""
+WAL_AUTOCHECKPOINT_PAGES = 10_000
 READ_ONLY = "gardien_read_only"
 """Execution option marking connections that only read (no write lock taken on SQLite)."""
 
@@ -33,7 +36,10 @@ def make_engine(url: str, durability: Durability = Durability.normal) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # WAL checkpoints are the job of a thread of the server (``WalCheckpointer``), not
+            # of request commits; this threshold (40 MB) is only the safety net.
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
