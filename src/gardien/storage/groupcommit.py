@@ -91,7 +91,7 @@ class _SharedFuture(asyncio.Future[None]):
 class _Batch:
     """Rows of one event loop, handed to the writer together; settled as one."""
 
-    __slots__ = ("loop", "items", "future", "errors", "handed")
+    __slots__ = ("loop", "items", "future", "errors", "handed", "waited")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -101,6 +101,8 @@ class _Batch:
         """``None`` once every row is committed; otherwise each row's error type, or ``None``
         for the rows that were committed."""
         self.handed = False
+        self.waited = 0
+        """Turns of the loop this batch waited for more rows (the inline writer's)."""
 
     def outcome(self, index: int) -> GroupCommitError | None:
         """The error of row ``index`` (a fresh exception for each waiter), if it failed."""
@@ -270,6 +272,16 @@ class GroupCommit:
         return batch, len(items) - 1
 
     def _hand(self, batch: _Batch) -> None:
+        if (
+            self._inline is not None
+            and batch.waited < self._inline.WAIT_TURNS
+            and len(batch.items) < self._inline.ENOUGH_ROWS
+        ):
+            # A small batch the loop will write itself waits a turn or two for company
+            # (see ``_InlineWriter``); from a loop with nothing else to do, that is at once.
+            batch.waited += 1
+            batch.loop.call_soon(self._hand, batch)
+            return
         with self._lock:
             if self._open.get(batch.loop) is not batch:
                 return  # handed already: it filled up, or ``stop`` took it
@@ -470,9 +482,18 @@ class _InlineWriter:
     the hand-over. The loop must never wait for the lock, though: its connection does not
     wait (``busy_timeout=0``) and a busy database sends the batch to the writer thread as
     before. Neither does it checkpoint the WAL (a disk-bound job, left to ``WalCheckpointer``).
+
+    Each commit has a fixed cost the loop pays itself, so a small batch waits up to
+    ``WAIT_TURNS`` more turns of the loop for the rows of requests that are already being
+    read: at 8 connections batches grow from 3.5 to 8 rows and the log's cost falls from
+    about 12% to 5% (bench connlog). A loop with nothing else to do runs those turns at once.
     A table with a chain, a batch of several tables or statements,
     and a writer a test holds (``before_commit``) go to the thread too.
     """
+
+    WAIT_TURNS = 2
+    ENOUGH_ROWS = 32
+    """A batch this large is written without waiting."""
 
     def __init__(self, writer: GroupCommit) -> None:
         self.writer = writer
