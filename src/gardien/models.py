@@ -7,6 +7,7 @@ from gardien.consent.models import ConsentRecord, ConsentRevision
 from gardien.forms.models import DisclosureEntry, FormSubmission, OutboxMessage
 from gardien.policy.models import PolicyVersion
 from gardien.retention.models import PurgeReceipt
+from gardien.rights.amendments import RightsDirective, RightsRectification
 from gardien.rights.exchange import RightsDocument, RightsDownload, RightsNotice
 from gardien.rights.models import (
     RightsAnswer,
@@ -54,10 +55,12 @@ __all__ = [
     "RightsAnswer",
     "RightsAttachment",
     "RightsCase",
+    "RightsDirective",
     "RightsDocument",
     "RightsDownload",
     "RightsNotice",
     "RightsEvent",
+    "RightsRectification",
     "RightsVerification",
     "metadata",
 ]

@@ -13,12 +13,17 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gardien.forms.models import DisclosureEntry, OutboxMessage
 from gardien.register.schema import RetentionAction, RetentionTrigger
 from gardien.retention.stores import due_keys
+from gardien.rights.amendments import (
+    DIRECTIVE_EMAIL_INDEX,
+    RightsDirective,
+    RightsRectification,
+)
 from gardien.rights.exchange import RightsDocument, RightsDownload, RightsNotice, shred
 from gardien.rights.models import (
     CONSENT_ID_INDEX,
@@ -90,6 +95,11 @@ def remove_cases(session: Session, ids: list[int]) -> int:
     session.execute(delete(RightsEvent).where(RightsEvent.case_id.in_(ids)))
     session.execute(delete(RightsAttachment).where(RightsAttachment.case_id.in_(ids)))
     session.execute(delete(RightsAnswer).where(RightsAnswer.case_id.in_(ids)))
+    session.execute(delete(RightsRectification).where(RightsRectification.case_id.in_(ids)))
+    # A directive outlives the case that recorded it (it is for after the person's death).
+    session.execute(
+        update(RightsDirective).where(RightsDirective.case_id.in_(ids)).values(case_id=None)
+    )
     # The portal's code e-mails and the notices (outbox rows and their disclosure entries)
     # go with the case, and so do a package or a document still on disk.
     forget_codes(session, ids)
@@ -122,6 +132,8 @@ class RightsCaseProvider:
             "rights_notice",
             "rights_download",
             "rights_document",
+            "rights_rectification",
+            "rights_directive",
         }
     )
 
@@ -212,6 +224,7 @@ class RightsCaseProvider:
         if ids:
             session.execute(delete(RightsAttachment).where(RightsAttachment.id.in_(ids)))
             session.flush()
+        ids.extend(tombstone_directives(session, subject))
         kept = self.find(session, subject).total
         return ErasureOutcome(
             self.name, erased=len(ids), kept=kept, kept_reason=KEPT_REASON if kept else None
@@ -224,6 +237,28 @@ class RightsCaseProvider:
     def object(self, session: Session, subject: SubjectIdentity, activity_id: str) -> int:
         """The basis is a legal obligation (Arts. 12 and 5(2)): no objection applies."""
         return 0
+
+
+def directives_of(subject: SubjectIdentity) -> ColumnElement[bool]:
+    if not subject.email:
+        return RightsDirective.id.is_(None)
+    return RightsDirective.email_index.in_(
+        blind_lookups(subject.email, DIRECTIVE_EMAIL_INDEX, "email")
+    )
+
+
+def tombstone_directives(session: Session, subject: SubjectIdentity) -> list[int]:
+    """Empty the person's post-mortem directives, keeping their dates and outcome (the
+    evidence of what was recorded and done, never its content)."""
+    ids = list(session.scalars(select(RightsDirective.id).where(directives_of(subject))))
+    if ids:
+        session.execute(
+            update(RightsDirective)
+            .where(RightsDirective.id.in_(ids))
+            .values(email=None, email_index=None, body=None)
+        )
+        session.flush()
+    return ids
 
 
 class RightsCaseStore:
