@@ -9,6 +9,7 @@ from gardien.policy.models import PolicyVersion
 from gardien.retention.models import PurgeReceipt
 from gardien.rights.amendments import RightsDirective, RightsRectification
 from gardien.rights.exchange import RightsDocument, RightsDownload, RightsNotice
+from gardien.rights.recipients import RightsRecipientNotice
 from gardien.rights.models import (
     RightsAnswer,
     RightsAttachment,
@@ -29,6 +30,7 @@ from gardien.security.models import (
 )
 from gardien.storage.base import Base
 from gardien.storage.models import JobLock
+from gardien.storage.restriction import SubjectRestriction
 
 metadata = Base.metadata
 
@@ -48,6 +50,7 @@ __all__ = [
     "EncryptionKey",
     "FormSubmission",
     "JobLock",
+    "SubjectRestriction",
     "OutboxMessage",
     "PolicyVersion",
     "PurgeReceipt",
@@ -59,6 +62,7 @@ __all__ = [
     "RightsDocument",
     "RightsDownload",
     "RightsNotice",
+    "RightsRecipientNotice",
     "RightsEvent",
     "RightsRectification",
     "RightsVerification",

@@ -23,6 +23,7 @@ from gardien.security import audit, service
 from gardien.security.admin import language, page
 from gardien.security.auth import AdminContext, check_csrf, require
 from gardien.security.permissions import Permission
+from gardien.storage.restriction import processing_point
 
 router = APIRouter(prefix="/admin")
 Handler = Annotated[AdminContext, Depends(require(Permission.handle_forms))]
@@ -250,6 +251,7 @@ EXPORT_FIXED = ["id", "form", "received_at", "delete_after", "status", "language
 
 
 @router.get("/inbox-export", summary="Export submissions as CSV (traced)")
+@processing_point("forms.inbox_export")
 def inbox_export(
     state: AppState,
     db: DbSession,
@@ -259,7 +261,12 @@ def inbox_export(
     start: FromQuery = None,
     end: ToQuery = None,
 ) -> Response:
-    rows = list(db.scalars(_filtered(status or None, form or None, start, end)))
+    # A restricted person's submissions are only stored (Art. 18(2)): not exported.
+    rows = [
+        row
+        for row in db.scalars(_filtered(status or None, form or None, start, end))
+        if not row.restricted
+    ]
     names: list[str] = []
     for spec in state.register.forms:
         names += [f.name for f in spec.fields if f.name not in names]

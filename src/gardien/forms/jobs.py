@@ -51,8 +51,9 @@ from gardien.forms.mail import (
     render,
 )
 from gardien.forms.models import DisclosureEntry, FormSubmission, OutboxMessage
-from gardien.register.schema import Register
+from gardien.register.schema import FieldType, Register
 from gardien.storage.database import unit_of_work
+from gardien.storage.restriction import any_active, is_restricted, processing_point
 
 log = logging.getLogger("gardien.forms.outbox")
 
@@ -383,8 +384,11 @@ def claim(state: State, now: dt.datetime, limit: int) -> list[ClaimedMessage]:
             mine = [row for row in rows if row.kind in kinds.kinds and row.message is None]
             if mine:
                 builders.update(kinds.prepare(session, mine))
+        held = hold_restricted(session, state.register, rows, submitted)
         claimed = []
         for row in rows:
+            if row.id in held:
+                continue
             row.status = "sending"
             row.claimed_until = now + CLAIM_TTL
             claimed.append(
@@ -402,6 +406,42 @@ def claim(state: State, now: dt.datetime, limit: int) -> list[ClaimedMessage]:
                 )
             )
     return claimed
+
+
+@processing_point("forms.outbox")
+def hold_restricted(
+    session: Session,
+    register: Register,
+    rows: Sequence[OutboxMessage],
+    submitted: dict[int, Submitted],
+) -> set[int]:
+    """Hold (``held``, not sent) the messages of submissions from a person who restricted
+    processing or objected to the form's activity, and flag the submission ``restricted`` so
+    the inbox shows it and exports leave it out (GDPR Art. 18(2): storage only). Returns the
+    ids of the rows held."""
+    held: set[int] = set()
+    if not submitted or not any_active(session):
+        return held
+    types = {(form.id, field.name): field.type for form in register.forms for field in form.fields}
+    for row in rows:
+        item = submitted.get(row.submission_id or -1)
+        if item is None:
+            continue
+        identifiers = {
+            {FieldType.email: "email", FieldType.phone: "phone"}[kind]: str(value)
+            for name, value in item.values.items()
+            if value
+            and (kind := types.get((item.form_id, name))) in (FieldType.email, FieldType.phone)
+        }
+        if identifiers and is_restricted(session, row.activity, **identifiers):
+            row.status = "held"
+            held.add(row.id)
+            session.execute(
+                update(FormSubmission)
+                .where(FormSubmission.id == row.submission_id)
+                .values(restricted=True)
+            )
+    return held
 
 
 def _submitted(session: Session, ids: set[int | None]) -> dict[int, Submitted]:

@@ -173,6 +173,9 @@ class Recipient(Strict):
     role: RecipientRole
     location: CountryCode | None = None
     """Where the recipient processes the data; required (validation reports its absence)."""
+    contact: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    """The e-mail address a rectification, erasure or restriction is notified to (Art. 19);
+    without it the notification is closed by an agent with a reason."""
 
 
 class Transfer(Strict):

@@ -32,6 +32,7 @@ from gardien.forms.routes import _language as language_of
 from gardien.i18n import translator
 from gardien.rights import documents, notify, portal
 from gardien.rights.admin_identity import router as identity_router
+from gardien.rights.admin_restriction import router as restriction_router
 from gardien.rights.exchange import RightsDocument
 from gardien.rights.models import RightsCase
 from gardien.rights.service import Desk
@@ -39,6 +40,7 @@ from gardien.storage.database import unit_of_work
 
 router = APIRouter()
 router.include_router(identity_router)  # its admin endpoints, mounted with the portal's
+router.include_router(restriction_router)  # restriction, objection, recipients, evidence
 MAX_BODY_BYTES = 16 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
