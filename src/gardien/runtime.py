@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from gardien.analytics.store import AnalyticsHitStore, AnalyticsProvider
+from gardien.backup import journal
 from gardien.config import Settings
 from gardien.consent.store import ConsentProvider, ConsentRecordStore
 from gardien.deps import State
@@ -107,3 +108,10 @@ def start(state: State) -> None:
         init_keys(state.settings)
     state.secret = read_keys(state.settings).hmac_key
     crypto.install(state.keys.load())
+    journal.install(journal.ErasureJournal(state.settings.data_dir / journal.FILE_NAME))
+    # A restore interrupted before its journal was replayed: nothing is served before that.
+    from gardien.backup.service import finish_restore
+
+    report = finish_restore(state)
+    if report is not None:
+        state.caches["restore_report"] = report.to_json()

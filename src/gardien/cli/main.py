@@ -51,7 +51,9 @@ audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 consent_app = typer.Typer(help="Proof-of-consent records.", no_args_is_help=True)
 rights_app = typer.Typer(help="Data-subject requests.", no_args_is_help=True)
 analytics_app = typer.Typer(help="Audience-measurement reports.", no_args_is_help=True)
+backup_app = typer.Typer(help="Encrypted backups and restores.", no_args_is_help=True)
 for group, name in (
+    (backup_app, "backup"),
     (admin_app, "admin"),
     (analytics_app, "analytics"),
     (audit_app, "audit"),
@@ -656,6 +658,10 @@ def keys_rotate(
                 )
                 store.finish_reindex()
                 done.append(f"index key {key_id} ({rows} rows re-indexed)")
+        from gardien.backup.service import needed_masters
+
+        for key_id in store.prune_masters(needed_masters(state.settings)):
+            done.append(f"retired master key {key_id} forgotten (no retained backup needs it)")
         with unit_of_work(state.sessions) as session:
             audit.record(
                 session,
@@ -666,6 +672,103 @@ def keys_rotate(
             )
     for line in done:
         out().print(line)
+
+
+@backup_app.command("create")
+def backup_create(
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="DIR", help="Directory to write to (DATA_DIR/backups)."),
+    ] = None,
+) -> None:
+    """Take an encrypted, consistent snapshot of the database while Gardien keeps running
+    (analytics daily salts left out); print where it went as JSON."""
+    from gardien.backup.archive import BackupError
+    from gardien.backup.service import create
+
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out: {out_dir} is not a directory")
+    with running() as state:
+        try:
+            created = create(state, out_dir)
+        except BackupError as exc:
+            fail(str(exc))
+    document = {
+        "backup": created.header.id,
+        "path": str(created.path.resolve()),
+        "size": created.size,
+        "sha256": created.sha256,
+        "master_key": created.header.master_id,
+        "journal_seq": created.header.journal_seq,
+    }
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+@backup_app.command("restore")
+def backup_restore(
+    backup_file: Annotated[Path, typer.Argument(metavar="FILE", help="A gardien-*.gbk file.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm: the database's content is replaced.")
+    ] = False,
+) -> None:
+    """Replace the database with a backup (stop Gardien first), then re-apply every erasure
+    and restriction made since it was taken and run retention; print what was re-applied."""
+    from gardien.backup.archive import BackupError, read_header
+    from gardien.backup.service import restore_database
+    from gardien.runtime import build_state, start
+    from gardien.security.keys import read_keys
+    from gardien.storage.migrate import upgrade
+
+    if not yes:
+        fail("a restore replaces the database's content: add --yes to confirm")
+    if not backup_file.is_file():
+        fail(f"{backup_file}: no such backup file")
+    config = settings()
+    try:
+        header = read_header(backup_file)
+        keys = read_keys(config)
+    except (BackupError, KeysError) as exc:
+        fail(str(exc))
+    if header.master_id not in keys.masters:
+        fail(
+            f"{backup_file}: needs master key {header.master_id}, which the keys file does not "
+            "hold (restore the keys file that was in use when the backup was taken)"
+        )
+    state = build_state(config, register=read_register(config.register_file))
+    try:
+        try:
+            restore_database(config, state, backup_file)
+        except BackupError as exc:
+            fail(str(exc))
+        upgrade(state.engine)  # a backup of an older version: bring its schema up to date
+        try:
+            start(state)  # opens the keys, then replays the journal and runs retention
+        except KeysError as exc:
+            fail(str(exc))
+    finally:
+        state.engine.dispose()
+    document: dict[str, Any] = {"backup": header.id, "taken_at": header.created_at.isoformat()}
+    document.update(state.caches.get("restore_report", {}))
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+@backup_app.command("purge")
+def backup_purge() -> None:
+    """Delete the backups older than the register's backups.retention, with a receipt."""
+    from gardien.backup.archive import BackupError
+    from gardien.backup.service import purge
+
+    with running() as state:
+        try:
+            purged = purge(state)
+        except BackupError as exc:
+            fail(str(exc))
+    if purged.period is None:
+        out().print("the register has no backups section: no backup is purged")
+        return
+    out().print(
+        f"{len(purged.removed)} backups older than {purged.period} deleted, {purged.kept} kept"
+    )
 
 
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

@@ -216,6 +216,26 @@ class KeyStore:
                 row.master_id = new_id
         return new_id
 
+    def prune_masters(self, needed: set[str]) -> list[str]:
+        """Forget retired master keys that neither the database nor a retained backup needs
+        (``needed``: the masters of the backups not yet purged); returns the ids dropped."""
+        keys = read_keys(self.settings)
+        with self.readers() as session:
+            in_use = set(session.scalars(select(EncryptionKey.master_id)))
+        keep = needed | in_use | {keys.active_master}
+        dropped = [kid for kid in keys.retired_masters if kid not in keep]
+        if dropped:
+            _write(
+                keys_path(self.settings),
+                KeysFile(
+                    {k: v for k, v in keys.masters.items() if k not in dropped},
+                    keys.active_master,
+                    tuple(k for k in keys.retired_masters if k not in dropped),
+                    keys.hmac_key,
+                ),
+            )
+        return dropped
+
     def add_key(self, purpose: str, state: str = "active") -> str:
         keys = read_keys(self.settings)
         key_id = new_key_id()

@@ -1,0 +1,142 @@
+"""Re-applying, after a restore, every erasure and restriction the backup predates.
+
+An entry of the journal holds blind indexes only. The people it names are found in the
+restored rows by those indexes; their identifiers are read back (decrypted) from the matching
+rows and checked against the entry's index, then every provider erases or restricts them as it
+did the first time. Nothing matching means the backup never held them, which the report says.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import LargeBinary, select, text, type_coerce
+from sqlalchemy.orm import Session
+
+from gardien.backup.journal import (
+    ERASURE,
+    RESTRICTION,
+    IndexedColumn,
+    JournalEntry,
+    indexed_columns,
+)
+from gardien.security.crypto import NORMALISERS, DecryptionError, KeyRing
+from gardien.storage.subjects import ProviderRegistry, SubjectIdentity
+
+
+@dataclass
+class Reapplied:
+    seq: int
+    kind: str
+    case: str | None
+    found: dict[str, int] = field(default_factory=dict)
+    """People found in the restored data, by identifier kind (counts, no values)."""
+    stores: dict[str, int] = field(default_factory=dict)
+    """Rows erased or restricted again, by store."""
+    failed: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "kind": self.kind,
+            "case": self.case,
+            "found": self.found,
+            "stores": self.stores,
+            "failed": self.failed,
+        }
+
+
+def _candidates(plain: str) -> Iterable[str]:
+    """The values a decrypted source may hold: itself, or the strings of a JSON object."""
+    yield plain
+    if plain.startswith("{"):
+        try:
+            document = json.loads(plain)
+        except ValueError:
+            return
+        if isinstance(document, dict):
+            yield from (v for v in document.values() if isinstance(v, str))
+
+
+def _identifiers(
+    session: Session, ring: KeyRing, entry: JournalEntry, columns: list[IndexedColumn]
+) -> dict[str, set[str]]:
+    from gardien.models import metadata
+
+    found: dict[str, set[str]] = {}
+    for column in columns:
+        wanted = set(entry.indexes.get(column.context, ()))
+        if not wanted:
+            continue
+        table = metadata.tables[column.table]
+        index, source = table.c[column.column], table.c[column.source]
+        source_context = getattr(source.type, "context", column.source)
+        normalise = NORMALISERS[column.normaliser]
+        rows = session.execute(
+            select(index, type_coerce(source, LargeBinary)).where(index.in_(sorted(wanted)))
+        ).all()
+        for stored_index, blob in rows:
+            if blob is None:
+                continue
+            try:
+                plain = ring.decrypt(bytes(blob), source_context)
+            except DecryptionError:
+                continue
+            key_id = str(stored_index).split(":", 1)[0]
+            for value in _candidates(plain):
+                try:
+                    if ring.index(normalise(value), column.context, key_id) == stored_index:
+                        found.setdefault(column.kind, set()).add(value)
+                        break
+                except (ValueError, KeyError):
+                    continue
+    return found
+
+
+def reapply(
+    session: Session, ring: KeyRing, providers: ProviderRegistry, entries: Iterable[JournalEntry]
+) -> list[Reapplied]:
+    """Erase or restrict again, in journal order, the people each entry names (flushes)."""
+    columns = indexed_columns()
+    if session.get_bind().dialect.name == "sqlite":
+        # Erased cells are zeroed, not left in the file's free pages (as rights.erase does).
+        session.execute(text("PRAGMA secure_delete=ON"))
+    report = []
+    for entry in entries:
+        done = Reapplied(entry.seq, entry.kind, entry.case)
+        identifiers = _identifiers(session, ring, entry, columns)
+        done.found = {kind: len(values) for kind, values in sorted(identifiers.items())}
+        for kind, values in sorted(identifiers.items()):
+            for value in sorted(values):
+                period = entry.period if kind == "ip_address" else None
+                if kind == "ip_address" and period is None:
+                    continue  # an address alone names whoever used it: never acted on
+                subject = SubjectIdentity(**{kind: value}, period=period)
+                _apply(session, providers, entry.kind, subject, done)
+        report.append(done)
+    return report
+
+
+def _apply(
+    session: Session,
+    providers: ProviderRegistry,
+    kind: str,
+    subject: SubjectIdentity,
+    done: Reapplied,
+) -> None:
+    for provider in providers.providers:
+        try:
+            with session.begin_nested():
+                if kind == ERASURE:
+                    rows = provider.erase(session, subject).erased
+                else:
+                    rows = provider.restrict(session, subject, kind == RESTRICTION)
+                session.flush()
+        except Exception as exc:  # noqa: BLE001 - the savepoint undid this store alone
+            done.failed.append(f"{provider.name}: {type(exc).__name__}")
+            continue
+        if rows:
+            done.stores[provider.name] = done.stores.get(provider.name, 0) + rows

@@ -1,0 +1,301 @@
+"""``gardien backup create|restore|purge``: encrypted snapshots on both databases, the erasure
+journal replayed by a restore, retired master keys kept while a backup needs them, and the
+register's backup retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from gardien.analytics.models import AnalyticsSalt
+from gardien.backup import archive
+from gardien.backup.journal import FILE_NAME, ErasureJournal
+from gardien.backup.service import create, needed_masters, purge, read_catalogue
+from gardien.cli.main import app
+from gardien.forms.models import FormSubmission
+from gardien.forms.provider import EMAIL_INDEX
+from gardien.retention.models import PurgeReceipt
+from gardien.security.crypto import blind_lookups
+from gardien.security.keys import keys_path, read_keys
+from gardien.storage.clock import FrozenClock
+from tests.cli.test_commands import env_of
+from tests.rights.conftest import EMAIL, IP, PHONE, Seeded, seeded  # noqa: F401 - the fixture
+
+runner = CliRunner()
+SALT = bytes(range(32))
+
+
+def submissions_of(person: Seeded, email: str) -> int:
+    with person.state.sessions() as session:
+        lookups = blind_lookups(email, EMAIL_INDEX, "email")
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(FormSubmission)
+                .where(FormSubmission.email_index.in_(lookups))
+            )
+            or 0
+        )
+
+
+def backup(person: Seeded, out: Path) -> dict[str, object]:
+    result = runner.invoke(
+        app, ["backup", "create", "--out", str(out)], env=env_of(person.state.settings)
+    )
+    assert result.exit_code == 0, result.output
+    printed: dict[str, object] = json.loads(result.stdout)
+    return printed
+
+
+def with_salt(person: Seeded) -> None:
+    with person.state.sessions.begin() as session:
+        session.add(AnalyticsSalt(day=dt.date(2026, 3, 10), salt=SALT))
+
+
+def test_restore_replays_the_erasure_made_after_the_backup(
+    seeded: Seeded,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    env = env_of(seeded.state.settings)
+    taken = backup(seeded, tmp_path / "backups")
+    assert submissions_of(seeded, EMAIL) == 1
+    erased = runner.invoke(app, ["rights", "erase", "--email", EMAIL, "--yes"], env=env)
+    assert erased.exit_code == 0, erased.output
+    case = json.loads(erased.stdout)["case"]
+    assert submissions_of(seeded, EMAIL) == 0
+    journal = (seeded.state.settings.data_dir / FILE_NAME).read_text()
+    assert EMAIL.lower() not in journal.lower() and case in journal
+    seeded.state.engine.dispose()
+
+    restored = runner.invoke(app, ["backup", "restore", str(taken["path"]), "--yes"], env=env)
+
+    assert restored.exit_code == 0, restored.output
+    report = json.loads(restored.stdout)
+    assert report["backup"] == taken["backup"]
+    [again] = report["reapplied"]
+    assert (again["kind"], again["case"], again["failed"]) == ("erasure", case, [])
+    assert again["found"]["email"] == 1
+    assert again["stores"]["contact_forms"] == 1
+    assert EMAIL.lower() not in restored.stdout.lower()
+    # Ana does not come back. The other person of the backup did, and was then purged by the
+    # retention run that follows the replay (the command's clock is today's, the submissions
+    # were made on the test's day): one row, not two.
+    assert submissions_of(seeded, EMAIL) == 0
+    retention = {r["activity"]: r["rows"] for r in report["retention"]}
+    assert retention["contact_forms"] == 1, report["retention"]
+    # The marker is gone: a later start replays nothing twice.
+    assert not (seeded.state.settings.data_dir / "restore-pending.json").exists()
+    listed = runner.invoke(
+        app, ["rights", "export", "--email", EMAIL, "--out", str(tmp_path / "a.zip")], env=env
+    )
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout)["found"]["contact_forms"] == 0
+
+
+def test_a_restore_without_later_erasures_reapplies_nothing(
+    seeded: Seeded,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    env = env_of(seeded.state.settings)
+    runner.invoke(app, ["rights", "erase", "--email", EMAIL, "--yes"], env=env)
+    taken = backup(seeded, tmp_path / "b")
+    assert taken["journal_seq"] == 1
+    seeded.state.engine.dispose()
+    restored = runner.invoke(app, ["backup", "restore", str(taken["path"]), "--yes"], env=env)
+    assert restored.exit_code == 0, restored.output
+    assert json.loads(restored.stdout)["reapplied"] == []
+    assert submissions_of(seeded, EMAIL) == 0
+
+
+def _snapshot_bytes(person: Seeded, path: Path) -> bytes:
+    target = io.BytesIO()
+    archive._open(path, read_keys(person.state.settings), target)
+    return target.getvalue()
+
+
+def test_a_backup_holds_no_personal_value_in_clear_and_no_salt(
+    seeded: Seeded,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    with_salt(seeded)
+    taken = backup(seeded, tmp_path / "b")
+    path = Path(str(taken["path"]))
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    sealed = path.read_bytes()
+    clear_values = [EMAIL, PHONE, "021 123 4567", IP, seeded.consent_id, "Ionescu"]
+    for value in clear_values:
+        assert value.encode() not in sealed
+        assert value.lower().encode() not in sealed.lower()
+    assert SALT not in sealed
+    snapshot = _snapshot_bytes(seeded, path)
+    # Even decrypted, the snapshot holds personal fields only as ciphertext...
+    for value in (EMAIL, PHONE, "Ionescu"):
+        assert value.encode() not in snapshot
+    # ...and no salt: the table is there, empty.
+    assert SALT not in snapshot
+    if seeded.state.settings.is_sqlite:
+        copy = tmp_path / "copy.db"
+        copy.write_bytes(snapshot)
+        database = sqlite3.connect(copy)
+        assert database.execute("SELECT count(*) FROM analytics_salt").fetchone() == (0,)
+        assert database.execute("SELECT count(*) FROM form_submission").fetchone() == (2,)
+        database.close()
+    else:
+        dump = tmp_path / "copy.dump"
+        dump.write_bytes(snapshot)
+        listing = subprocess.run(
+            ["pg_restore", "--list", str(dump)], capture_output=True, text=True, check=True
+        ).stdout
+        data = {line.split()[-2] for line in listing.splitlines() if " TABLE DATA " in line}
+        tables = {line.split()[-2] for line in listing.splitlines() if " TABLE " in line}
+        assert "form_submission" in data and "analytics_salt" in tables
+        assert "analytics_salt" not in data
+    with seeded.state.sessions() as session:  # the live database keeps its salt
+        assert session.scalar(select(func.count()).select_from(AnalyticsSalt)) == 1
+
+
+def test_wrong_keys_file_exits_2_and_leaves_the_database_alone(
+    seeded: Seeded,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    env = env_of(seeded.state.settings)
+    taken = backup(seeded, tmp_path / "b")
+    runner.invoke(app, ["rights", "erase", "--email", EMAIL, "--yes"], env=env)
+    keys_file = keys_path(seeded.state.settings)
+    saved = keys_file.read_bytes()
+    payload = json.loads(saved)
+    # Same key id, other key bytes: the file does not authenticate.
+    payload["masters"][payload["active_master"]] = payload["hmac_key"]
+    keys_file.write_text(json.dumps(payload))
+    os.chmod(keys_file, 0o600)
+    wrong = runner.invoke(app, ["backup", "restore", str(taken["path"]), "--yes"], env=env)
+    assert wrong.exit_code == 2
+    assert "does not authenticate" in wrong.stderr and "Traceback" not in wrong.output
+    # A keys file without the backup's master at all.
+    payload["masters"] = {"0000000000000000": payload["hmac_key"]}
+    payload["active_master"] = "0000000000000000"
+    keys_file.write_text(json.dumps(payload))
+    missing = runner.invoke(app, ["backup", "restore", str(taken["path"]), "--yes"], env=env)
+    assert missing.exit_code == 2 and "needs master key" in missing.stderr
+    keys_file.write_bytes(saved)
+    # A damaged file and a file that is no backup.
+    damaged = tmp_path / "damaged.gbk"
+    data = bytearray(Path(str(taken["path"])).read_bytes())
+    data[-40] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    bad = runner.invoke(app, ["backup", "restore", str(damaged), "--yes"], env=env)
+    assert bad.exit_code == 2 and "does not authenticate" in bad.stderr
+    stranger = tmp_path / "notes.txt"
+    stranger.write_text("hello")
+    other = runner.invoke(app, ["backup", "restore", str(stranger), "--yes"], env=env)
+    assert other.exit_code == 2 and "not a Gardien backup" in other.stderr
+    unconfirmed = runner.invoke(app, ["backup", "restore", str(taken["path"])], env=env)
+    assert unconfirmed.exit_code == 2 and "--yes" in unconfirmed.stderr
+    # Nothing was restored: the erasure still holds, the other person is still there.
+    assert submissions_of(seeded, EMAIL) == 0
+    assert submissions_of(seeded, "someone.else@example.org") == 1
+
+
+def _with_backups_section(person: Seeded, period: str) -> None:
+    path = person.state.settings.register_file
+    path.write_text(path.read_text() + f"\nbackups:\n  retention: {period}\n")
+
+
+def test_backups_older_than_the_register_period_are_purged_with_a_receipt(
+    seeded: Seeded,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from gardien.register.loader import load_register
+
+    _with_backups_section(seeded, "P30D")
+    state = seeded.state
+    state.register = load_register(state.settings.register_file)
+    clock = state.clock
+    assert isinstance(clock, FrozenClock)
+    first = create(state, tmp_path / "b")
+    old_master = first.header.master_id
+    clock.advance(dt.timedelta(days=20))
+    # A master rotation: the old master is retired but kept, as the first backup needs it.
+    state.keys.rotate_master()
+    assert state.keys.prune_masters(needed_masters(state.settings)) == []
+    assert old_master in read_keys(state.settings).masters
+    clock.advance(dt.timedelta(days=11))
+    second = create(state, tmp_path / "b")
+    done = purge(state)
+    assert done.removed == [first.header.id] and done.kept == 1
+    assert not first.path.exists() and second.path.exists()
+    assert [e["id"] for e in read_catalogue(state.settings)] == [second.header.id]
+    with state.sessions() as session:
+        [receipt] = session.scalars(select(PurgeReceipt).where(PurgeReceipt.activity == "backups"))
+    assert (receipt.rows_affected, receipt.period, receipt.status) == (1, "P30D", "purged")
+    # No retained backup needs the old master any more: the next cleanup forgets it.
+    assert state.keys.prune_masters(needed_masters(state.settings)) == [old_master]
+    assert old_master not in read_keys(state.settings).masters
+
+
+def test_backups_section_is_validated_strictly(register_path: Path) -> None:
+    original = register_path.read_text()
+    for bad, reason in (
+        ("retention: P0D", "P0D"),
+        ("retention: 30", "retention"),
+        ("retention: PT1H", "at least one day"),
+        ("period: P30D", "period"),
+    ):
+        register_path.write_text(original + f"\nbackups:\n  {bad}\n")
+        result = runner.invoke(app, ["register", "check", str(register_path)])
+        assert result.exit_code == 2, (bad, result.output)
+        assert "backups" in result.output and reason in result.output, result.output
+        line = len(original.splitlines()) + 3
+        assert f":{line}" in result.output or f":{line - 1}" in result.output, result.output
+    register_path.write_text(original + "\nbackups:\n  retention: P3M\n")
+    assert runner.invoke(app, ["register", "check", str(register_path)]).exit_code == 0
+
+
+def test_journal_survives_restore_and_holds_only_blind_indexes(
+    seeded: Seeded,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    env = env_of(seeded.state.settings)
+    taken = backup(seeded, tmp_path / "b")
+    runner.invoke(
+        app,
+        ["rights", "erase", "--phone", PHONE, "--consent-id", seeded.consent_id, "--yes"],
+        env=env,
+    )
+    journal = ErasureJournal(seeded.state.settings.data_dir / FILE_NAME)
+    [entry] = list(journal.entries())
+    text = journal.path.read_text()
+    for value in (PHONE, seeded.consent_id, "021"):
+        assert value not in text
+    assert entry.identified_by == ["phone", "consent_id"]
+    assert all(":" in v for values in entry.indexes.values() for v in values)
+    saved = journal.path.read_bytes()
+    seeded.state.engine.dispose()
+    restored = runner.invoke(app, ["backup", "restore", str(taken["path"]), "--yes"], env=env)
+    assert restored.exit_code == 0, restored.output
+    assert journal.path.read_bytes() == saved  # the restore did not replace the journal
+    [again] = json.loads(restored.stdout)["reapplied"]
+    assert again["found"] == {"consent_id": 1, "phone": 1}
+    assert again["stores"]["consent_records"] >= 1
+
+
+def test_backup_create_refuses_a_file_as_out(
+    seeded: Seeded,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    result = runner.invoke(
+        app, ["backup", "create", "--out", str(target)], env=env_of(seeded.state.settings)
+    )
+    assert result.exit_code == 2 and "not a directory" in result.stderr
+    assert shutil.which("pg_dump")
