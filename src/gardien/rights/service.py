@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from gardien.backup import journal
 from gardien.register.schema import ARTICLE_6, Activity, LegalBasis, Register, Text
 from gardien.rights.deadlines import due_date
 from gardien.rights.models import RightsCase, RightsEvent
@@ -586,6 +587,9 @@ def erase(
     activities = _activities(desk.register)
     stores: list[dict[str, Any]] = []
     failures: list[StoreFailure] = []
+    # Journalled first (blind indexes only, outside the database): a restored backup taken
+    # before now must erase the person again; an erasure the journal missed could come back.
+    journal.note(journal.ERASURE, subject, now, case.reference)
     if session.get_bind().dialect.name == "sqlite":
         # Deleted cells are overwritten with zeros, not left in free pages of the file, on
         # every SQLite build (some compile this off by default).
