@@ -49,6 +49,29 @@ TEXTS: dict[str, str] = {
     "policy": N_("Privacy policy"),
 }
 
+SELF_SERVICE_TEXTS: dict[str, str] = {
+    "heading": N_("Your data in this browser"),
+    "intro": N_(
+        "You can download or erase what we hold under this browser's consent id and "
+        "audience-measurement cookie: holding these cookies is the proof that the data is yours."
+    ),
+    "cookieless": N_(
+        "Visits measured without cookies carry only a daily identifier derived from your "
+        "address and browser, which we cannot tie to you (GDPR Art. 11(2)): they are not "
+        "included."
+    ),
+    "export": N_("Download my data"),
+    "exported": N_("Your data is downloading; the link downloads it again."),
+    "erase": N_("Erase my data"),
+    "confirm": N_("Erase the data bound to this browser? This cannot be undone."),
+    "erased": N_("Erased: receipt for case %s"),
+    "line": N_("%s: %s found, %s erased, %s kept"),
+    "failed": N_("That did not work. Please try again later."),
+}
+"""The cookie panel's self-service texts (rights verified by possession). They are not part of
+the banner content: they offer a right, they ask no consent, so a new wording is no new
+revision."""
+
 CHANGE_TEXTS = {
     "added": N_("New: %(names)s."),
     "removed": N_("Removed: %(names)s."),
@@ -198,3 +221,8 @@ def describe_changes(
     if change_ids.get("texts"):
         parts.append(t.gettext(CHANGE_TEXTS["texts"]))
     return " ".join(parts)
+
+
+def self_service_texts(language: str) -> dict[str, str]:
+    t = translator(language)
+    return {key: t.gettext(message) for key, message in SELF_SERVICE_TEXTS.items()}

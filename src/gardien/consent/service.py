@@ -67,7 +67,7 @@ def config(state: State, language: str, gpc: bool) -> dict[str, Any]:
             "categories": lang["categories"],
         }
         current.configs[language] = document
-    return {**document, "gpc": gpc}
+    return {**document, "self_service": banner.self_service_texts(language), "gpc": gpc}
 
 
 def banner_period(lifetime: str | None) -> dict[str, int]:

@@ -22,7 +22,7 @@
   var config = null; // the revision shown, once loaded
   var decision = null; // {consentId, revision, decidedAt, choices} when valid for this revision
   var previous = null; // an expired or other-revision decision: its id is kept, the banner says why
-  var root, banner, panel, manage, spacer, bannerReturn, panelReturn, wantPanel;
+  var root, banner, panel, manage, spacer, bannerReturn, panelReturn, wantPanel, erased;
 
   function url(path) {
     return new URL(path, src).href;
@@ -363,6 +363,66 @@
     ]);
   }
 
+  // --- the data bound to this browser, proven by holding its cookies (docs/rights.md) -----
+
+  function selfService() {
+    var S = config.self_service;
+    if (!S) return null;
+    var status = el('div', { role: 'status' });
+    function call(kind, then) {
+      fetch(url('../api/rights/possession/' + kind + '?lang=' + config.language), {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'X-Gardien-Self-Service': '1' },
+      })
+        .then(function (response) {
+          if (!response.ok) throw 0;
+          return then(response);
+        })
+        .catch(function () {
+          status.textContent = S.failed;
+        });
+    }
+    function save(blob, name, text, details) {
+      var link = el('a', { href: URL.createObjectURL(blob), download: name }, [text]);
+      status.replaceChildren(link, details || '');
+      if (!details) link.click();
+    }
+    return el('section', { class: 'gc-cat', 'aria-labelledby': 'gc-stitle' }, [
+      el('h3', { id: 'gc-stitle' }, [S.heading]),
+      el('p', {}, [S.intro + ' ' + S.cookieless]),
+      el('div', { class: 'gc-actions' }, [
+        button(S.export, function () {
+          call('export', function (response) {
+            return response.blob().then(function (blob) {
+              save(blob, response.headers.get('X-Gardien-Case') + '.zip', S.exported);
+            });
+          });
+        }),
+        button(S.erase, function () {
+          if (confirm(S.confirm)) call('erase', function (response) {
+            return response.json().then(function (receipt) {
+              config.categories.forEach(deleteCookies);
+              doc.cookie = COOKIE + '=;Max-Age=0;Path=/';
+              decision = previous = null;
+              erased = true;
+              panel.querySelector('.gc-id').remove();
+              var blob = new Blob([JSON.stringify(receipt, null, 2)], { type: 'application/json' });
+              save(blob, receipt.case + '.json', S.erased.replace('%s', receipt.case), el('ul', {},
+                receipt.stores.map(function (store) {
+                  return el('li', {}, [[store.store, store.matched, store.erased, store.kept]
+                    .reduce(function (line, value) {
+                      return line.replace('%s', value);
+                    }, S.line)]);
+                })));
+            });
+          });
+        }),
+      ]),
+      status,
+    ]);
+  }
+
   function openPanel(returnTo) {
     if (!config) {
       wantPanel = true;
@@ -397,6 +457,7 @@
           cookieTable(category),
         ]);
       }),
+      id ? selfService() : null,
       id ? el('p', { class: 'gc-id' }, [
         T.consent_id + ' ', el('code', {}, [id]), ' ',
         el('a', { href: url(config.history_url + id), download: 'consent-' + id + '.json' }, [T.download]),
@@ -431,7 +492,13 @@
   }
 
   function dismissPanel(control) {
-    // Closing without a decision is a refusal; closing after one keeps it as it is.
+    // Closing without a decision is a refusal; closing after one keeps it as it is; after an
+    // erasure the banner asks again.
+    if (erased) {
+      closePanel();
+      setBannerVisible(true);
+      return banner.focus();
+    }
     if (!decision) return finish(all(false), 'close_dismiss', 'panel', control);
     var target = panelReturn;
     closePanel();
