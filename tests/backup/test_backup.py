@@ -299,3 +299,44 @@ def test_backup_create_refuses_a_file_as_out(
     )
     assert result.exit_code == 2 and "not a directory" in result.stderr
     assert shutil.which("pg_dump")
+
+
+def test_a_restriction_made_after_the_backup_holds_again_after_a_restore(
+    seeded: Seeded,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from gardien.rights import restriction
+    from gardien.rights.models import RightsCase
+    from gardien.rights.service import Desk
+    from gardien.security.audit import Actor
+    from gardien.storage.database import unit_of_work
+    from gardien.storage.restriction import is_restricted
+    from tests.rights.test_restriction import verified_case
+
+    state = seeded.state
+    env = env_of(state.settings)
+    taken = backup(seeded, tmp_path / "b")
+    reference = verified_case(state, seeded)
+    with unit_of_work(state.sessions) as session:
+        case = session.scalars(select(RightsCase).where(RightsCase.reference == reference)).one()
+        restriction.restrict(
+            session,
+            Desk(state.register, state.providers),
+            case,
+            now=state.clock.now(),
+            actor=Actor("cli", "operator"),
+        )
+    with state.sessions() as session:
+        assert is_restricted(session, "contact_forms", email=EMAIL)
+    state.engine.dispose()
+
+    restored = runner.invoke(app, ["backup", "restore", str(taken["path"]), "--yes"], env=env)
+
+    assert restored.exit_code == 0, restored.output
+    [again] = json.loads(restored.stdout)["reapplied"]
+    assert (again["kind"], again["case"]) == ("restriction", reference)
+    assert again["stores"]["rights_restriction"] == 5  # e-mail, phone, consent id, visitor, IP
+    with state.sessions() as session:
+        assert is_restricted(session, "contact_forms", email=EMAIL)
+        assert is_restricted(session, "audience_measurement", consent_id=seeded.consent_id)
+        assert not is_restricted(session, "contact_forms", email="someone.else@example.org")

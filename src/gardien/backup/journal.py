@@ -87,6 +87,13 @@ class JournalEntry:
     """Blind-index values by column context (``table.column``), one per index key."""
     identified_by: list[str]
     period: tuple[dt.datetime, dt.datetime] | None
+    reason: str | None = None
+    """For a restriction: ``restriction`` or ``objection`` (storage/restriction.py)."""
+    activity: str | None = None
+    """For an upheld objection: the register activity it stops."""
+    restriction_keys: list[tuple[str, str]] | None = None
+    """For a restriction: the record's own ``(kind, blind index)`` keys, re-created as they
+    were even when the restored data hold nothing else of the person."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +104,9 @@ class JournalEntry:
             "identified_by": self.identified_by,
             "period": [p.isoformat() for p in self.period] if self.period else None,
             "indexes": self.indexes,
+            "reason": self.reason,
+            "activity": self.activity,
+            "restriction_keys": [list(k) for k in self.restriction_keys or []],
         }
 
     @classmethod
@@ -114,6 +124,9 @@ class JournalEntry:
                 if period
                 else None
             ),
+            reason=payload.get("reason"),
+            activity=payload.get("activity"),
+            restriction_keys=[(str(k), str(v)) for k, v in payload.get("restriction_keys", [])],
         )
 
 
@@ -156,8 +169,13 @@ class ErasureJournal:
         subject: SubjectIdentity,
         at: dt.datetime,
         case: str | None = None,
+        *,
+        reason: str | None = None,
+        activity: str | None = None,
     ) -> JournalEntry:
         import fcntl
+
+        from gardien.storage.restriction import keys_of
 
         if kind not in KINDS:
             raise ValueError(f"journal entry kind must be one of {', '.join(KINDS)}")
@@ -169,7 +187,16 @@ class ErasureJournal:
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX)
                 entry = JournalEntry(
-                    self.last_seq() + 1, at, kind, case, indexes, names, subject.period
+                    self.last_seq() + 1,
+                    at,
+                    kind,
+                    case,
+                    indexes,
+                    names,
+                    subject.period,
+                    reason,
+                    activity,
+                    keys_of(subject) if kind != ERASURE else None,
                 )
                 line = json.dumps(entry.to_json(), separators=(",", ":")) + "\n"
                 os.write(descriptor, line.encode())
@@ -221,8 +248,16 @@ def current() -> ErasureJournal | None:
     return _journal
 
 
-def note(kind: str, subject: SubjectIdentity, at: dt.datetime, case: str | None = None) -> None:
+def note(
+    kind: str,
+    subject: SubjectIdentity,
+    at: dt.datetime,
+    case: str | None = None,
+    *,
+    reason: str | None = None,
+    activity: str | None = None,
+) -> None:
     """Append to the installed journal; without one (a unit test building services by hand)
     nothing is written."""
     if _journal is not None:
-        _journal.append(kind, subject, at, case)
+        _journal.append(kind, subject, at, case, reason=reason, activity=activity)

@@ -13,12 +13,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import LargeBinary, select, text, type_coerce
+from sqlalchemy import LargeBinary, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
 from gardien.backup.journal import (
     ERASURE,
     RESTRICTION,
+    RESTRICTION_LIFTED,
     IndexedColumn,
     JournalEntry,
     indexed_columns,
@@ -107,6 +108,8 @@ def reapply(
     report = []
     for entry in entries:
         done = Reapplied(entry.seq, entry.kind, entry.case)
+        if entry.kind != ERASURE and entry.restriction_keys:
+            done.stores["rights_restriction"] = _restriction_record(session, entry)
         identifiers = _identifiers(session, ring, entry, columns)
         done.found = {kind: len(values) for kind, values in sorted(identifiers.items())}
         for kind, values in sorted(identifiers.items()):
@@ -115,25 +118,79 @@ def reapply(
                 if kind == "ip_address" and period is None:
                     continue  # an address alone names whoever used it: never acted on
                 subject = SubjectIdentity(**{kind: value}, period=period)
-                _apply(session, providers, entry.kind, subject, done)
+                _apply(session, providers, entry, subject, done)
         report.append(done)
     return report
+
+
+def _restriction_record(session: Session, entry: JournalEntry) -> int:
+    """Re-create (or lift) the restriction record by its blind-index keys. The case it was
+    made in is younger than the backup, so a closed case stands in for it, naming it."""
+    from gardien.rights.models import RightsCase
+    from gardien.storage.restriction import SubjectRestriction
+
+    keys = [index for _, index in entry.restriction_keys or []]
+    reason = entry.reason or "restriction"
+    if entry.kind == RESTRICTION_LIFTED:
+        lifted = session.execute(
+            update(SubjectRestriction)
+            .where(
+                SubjectRestriction.key_index.in_(keys),
+                SubjectRestriction.reason == reason,
+                SubjectRestriction.lifted_at.is_(None),
+            )
+            .values(lifted_at=entry.at)
+        )
+        return int(getattr(lifted, "rowcount", 0) or 0)
+    stand_in = RightsCase(
+        reference=f"GR-R-{entry.seq:06d}",
+        rights="restriction",
+        channel="other",
+        status="closed",
+        language="en",
+        received_at=entry.at,
+        due_at=entry.at.date(),
+        closed_at=entry.at,
+        outcome=f"restored from journal: {entry.case}"[:40],
+    )
+    existing = session.scalar(select(RightsCase).where(RightsCase.reference == stand_in.reference))
+    case = existing or stand_in
+    if existing is None:
+        session.add(stand_in)
+        session.flush()
+    added = 0
+    for kind, index in entry.restriction_keys or []:
+        session.add(
+            SubjectRestriction(
+                case_id=case.id,
+                kind=kind,
+                key_index=index,
+                reason=reason,
+                activity=entry.activity,
+                created_at=entry.at,
+            )
+        )
+        added += 1
+    session.flush()
+    return added
 
 
 def _apply(
     session: Session,
     providers: ProviderRegistry,
-    kind: str,
+    entry: JournalEntry,
     subject: SubjectIdentity,
     done: Reapplied,
 ) -> None:
     for provider in providers.providers:
         try:
             with session.begin_nested():
-                if kind == ERASURE:
+                if entry.kind == ERASURE:
                     rows = provider.erase(session, subject).erased
+                elif entry.reason == "objection" and entry.activity:
+                    rows = provider.object(session, subject, entry.activity)
                 else:
-                    rows = provider.restrict(session, subject, kind == RESTRICTION)
+                    rows = provider.restrict(session, subject, entry.kind == RESTRICTION)
                 session.flush()
         except Exception as exc:  # noqa: BLE001 - the savepoint undid this store alone
             done.failed.append(f"{provider.name}: {type(exc).__name__}")

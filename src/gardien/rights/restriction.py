@@ -21,6 +21,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gardien.backup import journal
 from gardien.errors import N_, BadRequest, Conflict
 from gardien.register.schema import LegalBasis
 from gardien.rights import casework
@@ -58,6 +59,7 @@ def restrict(
     if is_active(session, case):
         raise Conflict(N_("processing is already restricted for this case"))
     subject = subject_of(case)
+    journal.note(journal.RESTRICTION, subject, now, case.reference, reason=store.RESTRICTION)
     store.add(session, case.id, subject, store.RESTRICTION, None, now)
     counts = {p.name: p.restrict(session, subject, True) for p in desk.providers.providers}
     add_event(
@@ -111,6 +113,7 @@ def lift(
     if announced is None or (restricted is not None and announced.id < restricted.id):
         raise Conflict(N_("the person must be told before the restriction is lifted"))
     subject = subject_of(case)
+    journal.note(journal.RESTRICTION_LIFTED, subject, now, case.reference, reason=store.RESTRICTION)
     store.lift(session, case.id, store.RESTRICTION, now)
     counts = {p.name: p.restrict(session, subject, False) for p in desk.providers.providers}
     add_event(
@@ -163,6 +166,14 @@ def decide_objection(
     counts: dict[str, int] = {}
     if upheld:
         subject = subject_of(case)
+        journal.note(
+            journal.RESTRICTION,
+            subject,
+            now,
+            case.reference,
+            reason=store.OBJECTION,
+            activity=activity_id,
+        )
         store.add(session, case.id, subject, store.OBJECTION, activity_id, now)
         for provider in desk.providers.providers:
             counts[provider.name] = provider.object(session, subject, activity_id)
