@@ -1155,3 +1155,65 @@ def _refresh_rollups(state: State) -> None:
                         code=1,
                     )
                 time.sleep(0.5)
+
+
+# -- rights: the evidence pack ---------------------------------------------------------------
+
+
+@rights_app.command("evidence")
+def rights_evidence(
+    out_file: Annotated[
+        Path, typer.Option("--out", metavar="FILE.html", help="Where to write the pack.")
+    ],
+    case_ref: Annotated[
+        str | None, typer.Option("--case", metavar="REF", help="A case's reference.")
+    ] = None,
+    on: Annotated[
+        str | None,
+        typer.Option("--date", metavar="YYYY-MM-DD", help="The whole system on that day."),
+    ] = None,
+    lang: Annotated[Lang | None, typer.Option(help="The pack's language.")] = None,
+) -> None:
+    """Write the evidence pack of a case (``--case``) or of the system on a day (``--date``)
+    as printable HTML; the export is written to the audit trail."""
+    from sqlalchemy import select
+
+    from gardien.rights import evidence
+    from gardien.rights.models import RightsCase
+    from gardien.security.audit import record
+    from gardien.storage.database import unit_of_work
+
+    if (case_ref is None) == (on is None):
+        fail("give exactly one of --case REF or --date YYYY-MM-DD")
+    if not out_file.parent.is_dir():
+        fail(f"--out: the directory {out_file.parent} does not exist")
+    day = None
+    if on is not None:
+        try:
+            day = dt.date.fromisoformat(on)
+        except ValueError:
+            fail(f"--date: {on[:20]!r} is not a date (YYYY-MM-DD)")
+    with running() as state, unit_of_work(state.sessions) as session:
+        now = state.clock.now()
+        language = lang.value if lang else state.register.languages.default
+        if day is not None:
+            text = evidence.system_pack(session, day, now=now, language=language)
+            target = ("system", day.isoformat())
+        else:
+            case = session.scalar(
+                select(RightsCase).where(RightsCase.reference == (case_ref or "")[:24])
+            )
+            if case is None:
+                fail("--case: no such case (it may have been purged)")
+            text = evidence.case_pack(session, case, now=now, language=language)
+            target = ("rights_case", case.reference)
+        record(
+            session,
+            _cli_operator(),
+            "rights.evidence_exported",
+            now,
+            target_type=target[0],
+            target_id=target[1],
+        )
+        out_file.write_text(text, encoding="utf-8")
+    sys.stdout.write(json.dumps({"pack": str(out_file.resolve()), "of": target[1]}) + "\n")
