@@ -291,7 +291,11 @@ def dashboard(
     )
 
 
-@router.get("/analytics/export", summary="The audience report as CSV (traced)")
+@router.get(
+    "/analytics/export",
+    summary="The audience report as CSV (traced)",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
 def export(state: AppState, db: DbSession, request: Request, context: ReportReader) -> Response:
     period = asked_period(state, request.query_params)
     report = build_report(db, period.site.id, period.start, period.end)

@@ -73,7 +73,13 @@ def _check_stamp(secret: bytes, form: FormSpec, value: object, now: dt.datetime)
     if not isinstance(value, str) or "." not in value:
         raise Rejected(N_("the form must be loaded before it is sent: reload the page"))
     seconds, _, signature = value.partition(".")
-    if not seconds.isdigit() or not hmac.compare_digest(signature, _sign(secret, form.id, seconds)):
+    # compare_digest refuses non-ASCII text (a TypeError, once a 500): compare bytes; and
+    # "²".isdigit() is true, so digits must also be ASCII and of a timestamp's length.
+    if not (seconds.isascii() and seconds.isdigit() and len(seconds) <= 12) or not (
+        hmac.compare_digest(
+            signature.encode(errors="replace"), _sign(secret, form.id, seconds).encode()
+        )
+    ):
         raise Rejected(N_("the form must be loaded before it is sent: reload the page"))
     shown = dt.datetime.fromtimestamp(int(seconds), dt.UTC)
     if now - shown < dt.timedelta(seconds=form.min_fill_seconds):

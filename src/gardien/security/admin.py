@@ -136,7 +136,7 @@ def login(
     csrf: Csrf,
 ) -> Response:
     expected = request.cookies.get(LOGIN_CSRF, "")
-    if not expected or not secrets.compare_digest(expected, csrf):
+    if not expected or not secrets.compare_digest(expected.encode(), csrf.encode(errors="replace")):
         raise Forbidden(N_("the sign-in form has expired: reload the page"))
     now = state.clock.now()
     try:

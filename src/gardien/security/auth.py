@@ -144,7 +144,11 @@ def check_csrf(context: AdminContext, submitted: str) -> None:
     if context.session is None:
         refused(context, "csrf: API token")
         raise Forbidden(N_("API tokens cannot submit admin forms; use the admin API"))
-    if not submitted or not hmac.compare_digest(submitted, context.session.csrf_token):
+    # Bytes: compare_digest raises TypeError on non-ASCII text, and the field is whatever
+    # was posted (a 500 before, found by tests/security/test_hostile_input.py).
+    if not submitted or not hmac.compare_digest(
+        submitted.encode(errors="replace"), context.session.csrf_token.encode()
+    ):
         refused(context, "csrf: missing or wrong token")
         raise Forbidden(N_("the form has expired or did not come from this site: reload the page"))
 

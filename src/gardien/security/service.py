@@ -233,7 +233,10 @@ def verify_totp(user: AdminUser, code: str, now: dt.datetime) -> bool:
     for candidate in (step - 1, step, step + 1):
         if candidate <= user.totp_last_step:
             continue
-        if hmac.compare_digest(totp.at(candidate * totp.interval), code.strip()):
+        # Bytes: compare_digest raises on non-ASCII text, and a code is whatever was typed.
+        if hmac.compare_digest(
+            totp.at(candidate * totp.interval).encode(), code.strip().encode(errors="replace")
+        ):
             user.totp_last_step = candidate
             return True
     return False

@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -62,6 +63,8 @@ def _page(request: Request, status: int, title: str, detail: str | Localised) ->
 
 
 def install(app: FastAPI) -> None:
+    describe_refusals(app)
+
     @app.exception_handler(GardienError)
     async def domain_error(request: Request, exc: GardienError) -> Response:
         if (
@@ -86,6 +89,16 @@ def install(app: FastAPI) -> None:
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
         return response
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def out_of_range(request: Request, exc: Exception) -> Response:
+        # A number past what the database stores (an id of 30 digits) or a value it refuses
+        # to hold (a NUL character on PostgreSQL): the request's fault, and its transaction is
+        # rolled back whole. Never the value itself in the answer.
+        return _page(
+            request, 400, "invalid_value", "A value in the request is out of the range stored."
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -120,3 +133,80 @@ class CatchAll:
                 Request(scope), 500, "internal_error", "Something went wrong on our side."
             )
             await response(scope, receive, send)
+
+
+REFUSALS = {
+    "400": "The request is malformed or breaks a rule; the reason is in the body.",
+    "401": "Not signed in, or the API token is invalid.",
+    "403": "Signed in, but the role or the form's CSRF token does not allow this.",
+    "404": "No such thing (or not one this caller may know about).",
+    "405": "This method is not allowed here.",
+    "409": "It conflicts with the current state (already done, already exists).",
+    "410": "No longer available (expired or erased).",
+    "413": "The body is larger than this path accepts.",
+    "415": "The body is not in a media type this operation reads.",
+    "422": "A field is missing or has the wrong shape; each problem names its field.",
+    "429": "Too many requests: the Retry-After header says when to try again.",
+}
+_REFUSAL_SCHEMA: dict[str, object] = {
+    "anyOf": [
+        {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+        },
+        {
+            "type": "object",
+            "required": ["error", "problems"],
+            "properties": {
+                "error": {"type": "string"},
+                "problems": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["field", "reason"],
+                        "properties": {
+                            "field": {"type": "string"},
+                            "reason": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+    ]
+}
+
+
+def describe_refusals(app: FastAPI) -> None:
+    """The published schema says what every operation may refuse with and in which shape (a
+    JSON body for programs, an error page for browsers), so a client generated from it, or a
+    fuzzer checking answers against it, meets no undocumented status. FastAPI's own 422 model
+    is replaced: ours lists ``problems`` and never echoes the value sent."""
+    build = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        paths = schema.get("paths", {})
+        for operations in paths.values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in REFUSALS.items():
+                    responses[status] = {
+                        "description": description,
+                        "content": {
+                            "application/json": {"schema": _REFUSAL_SCHEMA},
+                            "text/html": {"schema": {"type": "string"}},
+                        },
+                    }
+                responses.setdefault(
+                    "303", {"description": "See the page named in the Location header."}
+                )
+        components = schema.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
