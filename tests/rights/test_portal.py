@@ -98,11 +98,11 @@ def test_the_portal_in_three_languages(
     assert f'<html lang="{lang}">' in page.text
     assert title in page.text and legend in page.text
     assert "<fieldset" in page.text and "<legend>" in page.text
-    for right in ("access", "portability", "erasure"):
+    handled = ("access", "portability", "erasure", "rectification", "withdraw_consent")
+    for right in (*handled, "post_mortem"):
         assert f'id="field-rights-{right}" name="rights" value="{right}"' in page.text
         assert f'<label for="field-rights-{right}">' in page.text
     assert '<label for="field-email">' in page.text
-    assert "rectification" not in page.text  # offered, but not handled by the portal yet
 
 
 def test_known_and_unknown_addresses_get_the_same_answer_and_the_same_work(

@@ -79,6 +79,9 @@ ACCESS: dict[tuple[str, str], Permission | str] = {
     ("POST", "/admin/rights/{reference}/identity/doubt"): P.handle_rights,
     ("GET", "/admin/rights/{reference}/identity/document"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/identity/decision"): P.handle_rights,
+    ("GET", "/admin/rights/{reference}/rectification"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/rectification"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/directive"): P.handle_rights,
     ("GET", "/admin/rights/{reference}/letters/{notice_id}"): P.handle_rights,
 }
 

@@ -28,6 +28,8 @@ REFRESH = 5.0
 """Seconds a process trusts its copy of the block list."""
 RESTRICTION = "restriction"
 OBJECTION = "objection"
+WITHDRAWAL = "withdrawal"
+"""Consent withdrawn through the rights portal: hits under that consent id are not stored."""
 
 
 def block_keys(subject: SubjectIdentity) -> list[str]:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from gardien.analytics.blocks import (
     OBJECTION,
     RESTRICTION,
+    WITHDRAWAL,
     add_blocks,
     block_keys,
     block_list,
@@ -163,6 +164,15 @@ class AnalyticsProvider:
             count = add_blocks(session, keys, RESTRICTION, dt.datetime.now(dt.UTC))
         else:
             count = remove_blocks(session, keys, RESTRICTION)
+        block_list.forget(session.get_bind())
+        return count
+
+    def withdraw(self, session: Session, subject: SubjectIdentity, now: dt.datetime) -> int:
+        """Consent withdrawn (Art. 7(3)): hits sent under the person's consent id are no
+        longer stored, whatever the cookie still says, on every instance within
+        ``blocks.REFRESH`` seconds. Hits already stored are kept until retention."""
+        keys = [k for k in block_keys(subject) if k.startswith("consent:")]
+        count = add_blocks(session, keys, WITHDRAWAL, now)
         block_list.forget(session.get_bind())
         return count
 

@@ -8,16 +8,24 @@ still verifies after a lawful purge or an erasure and fails after any other edit
 from __future__ import annotations
 
 import datetime as dt
+import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from gardien.consent.models import CONSENT_INDEX_CONTEXT, ConsentRecord
+from gardien.consent.models import (
+    CONSENT_INDEX_CONTEXT,
+    ConsentRecord,
+    ConsentRevision,
+    consent_record,
+)
+from gardien.consent.records import extend_chain
 from gardien.register.schema import RetentionAction, RetentionTrigger
 from gardien.retention.stores import due_keys
-from gardien.security.crypto import blind_lookups
+from gardien.security.crypto import blind_index, blind_lookups
 from gardien.storage.subjects import ErasureOutcome, FoundRecords, JsonScalar, SubjectIdentity
 
 ACTIVITY = "consent_records"
@@ -89,6 +97,22 @@ class ConsentRecordStore:
         return len(seqs)
 
 
+def _required(session: Session, revision: int) -> tuple[frozenset[str], frozenset[str]]:
+    """The strictly necessary categories of a banner revision and their services (never
+    refused)."""
+    content = session.scalar(
+        select(ConsentRevision.content).where(ConsentRevision.number == revision)
+    )
+    categories: set[str] = set()
+    services: set[str] = set()
+    for language in ((json.loads(content) if content else {}).get("languages") or {}).values():
+        for category in language.get("categories") or []:
+            if category.get("required"):
+                categories.add(str(category["id"]))
+                services.update(str(s) for s in category.get("services") or [])
+    return frozenset(categories), frozenset(services)
+
+
 class ConsentProvider:
     """Finds, exports and erases a person's consent records by their consent id."""
 
@@ -135,6 +159,60 @@ class ConsentProvider:
                     fields[f"{kind}.{name}"] = bool(granted)
             rows.append(fields)
         return {ACTIVITY: rows}
+
+    def withdraw(self, session: Session, subject: SubjectIdentity, now: dt.datetime) -> int:
+        """Withdraw what the consent id still grants, as the cookie panel does: a new record
+        ``withdraw`` in the hash-chain (layer ``api``, through the rights portal), every
+        optional category refused, against the revision of the person's last decision.
+        Nothing is written when their last decision already refuses everything."""
+        mine = self._mine(subject)
+        if mine is None or subject.consent_id is None:
+            return 0
+        last = session.scalars(
+            select(ConsentRecord).where(mine).order_by(ConsentRecord.seq.desc()).limit(1)
+        ).first()
+        if last is None or last.revision is None:
+            return 0
+        required, kept_services = _required(session, last.revision)
+        choices: dict[str, Any] = dict(last.choices or {})
+        categories: dict[str, Any] = dict(choices.get("categories") or {})
+        services: dict[str, Any] = dict(choices.get("services") or {})
+        granted = [c for c, on in categories.items() if on and c not in required]
+        if not granted:
+            return 0
+        refused = {c: c in required for c in categories}
+        consent_id = subject.consent_id.strip().lower()
+        row: dict[str, Any] = {
+            "seq": 0,
+            "event_id": uuid.uuid4().hex,
+            "occurred_at": now,
+            "consent_id": consent_id,
+            "consent_id_index": blind_index(consent_id, CONSENT_INDEX_CONTEXT),
+            "action": "withdraw",
+            "layer": "api",
+            "control": "api",
+            "choices": {
+                "categories": refused,
+                "services": {s: s in kept_services for s in services},
+            },
+            "revision": last.revision,
+            "content_hash": last.content_hash,
+            "policy_version": last.policy_version,
+            "language": last.language,
+            "page": "/rights",
+            "user_agent": None,
+            "client_time": None,
+            "gpc": False,
+            "dnt": False,
+            "expires_at": last.expires_at,
+            "prev_hash": "",
+            "hash": "",
+            "purged": False,
+        }
+        connection = session.connection()
+        extend_chain(connection, [row])
+        connection.execute(insert(consent_record), [row])
+        return len(granted)
 
     def erase(self, session: Session, subject: SubjectIdentity) -> ErasureOutcome:
         mine = self._mine(subject)

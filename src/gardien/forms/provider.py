@@ -28,6 +28,8 @@ log = logging.getLogger("gardien.forms")
 ACTIVITY = "contact_forms"
 EMAIL_INDEX = "form_submission.email_index"
 PHONE_INDEX = "form_submission.phone_index"
+WITHDRAWN = "withdrawn"
+"""The status of a submission (and of its unsent e-mails) whose consent was withdrawn."""
 
 
 def email_index(email: str) -> str:
@@ -171,6 +173,31 @@ class FormsProvider:
                 changed += 1
         session.flush()
         return changed
+
+    def withdraw(self, session: Session, subject: SubjectIdentity, now: dt.datetime) -> int:
+        """Withdraw the consent given with the person's submissions (Art. 7(3)): each one
+        whose basis is consent is marked ``withdrawn`` and its e-mails not yet sent are
+        not sent; nothing further is done with it until retention deletes it."""
+        ids = [
+            s.id
+            for s in self._submissions(session, subject)
+            if s.legal_basis == "consent" and s.status != WITHDRAWN
+        ]
+        if not ids:
+            return 0
+        session.execute(
+            update(FormSubmission).where(FormSubmission.id.in_(ids)).values(status=WITHDRAWN)
+        )
+        session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.submission_id.in_(ids),
+                OutboxMessage.status.in_(("pending", "held")),
+            )
+            .values(status=WITHDRAWN)
+        )
+        session.flush()
+        return len(ids)
 
     def erase(self, session: Session, subject: SubjectIdentity) -> ErasureOutcome:
         ids = [s.id for s in self._submissions(session, subject)]

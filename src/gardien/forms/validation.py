@@ -146,3 +146,9 @@ def check(form: FormSpec, raw: Mapping[str, object]) -> Checked:
     if form.consent_text and not consented:
         errors.append(FieldError(CONSENT, "consent"))
     return Checked(values, errors, consented)
+
+
+def check_field(spec: FormField, value: str, country: str | None) -> tuple[str, FieldError | None]:
+    """One field's clean value or its error (a rectification checks a corrected value as the
+    form checked the original)."""
+    return _check_field(spec, value, country)

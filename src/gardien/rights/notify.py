@@ -55,7 +55,7 @@ EDPB_MEMBERS = "https://www.edpb.europa.eu/about-edpb/about-edpb/members_en"
 NOTIFIER = Actor.system("notify")
 
 KINDS = ("acknowledgement", "extension", "identity", "outcome", "answer")
-RESULTS = ("access", "erasure", "refusal")
+RESULTS = ("access", "erasure", "refusal", "rectification", "withdrawal")
 EMAIL_KINDS = {
     "acknowledgement": "rights_ack",
     "extension": "rights_extension",
@@ -206,8 +206,10 @@ def outcome(
     offered: Offered | None = None,
     reasons: str | None = None,
     actor: Actor = NOTIFIER,
+    details: dict[str, Any] | None = None,
 ) -> RightsNotice:
-    """The answer: ``access`` (with the one-time link ``offered``), ``erasure`` (the receipt
+    """The answer: ``rectification`` and ``withdrawal`` (with ``details``: the fields
+    corrected, the stores and counts), ``access`` (with the one-time link ``offered``), ``erasure`` (the receipt
     stored in the case) or ``refusal`` (with its ``reasons``, which are required)."""
     params: dict[str, Any] = {"result": result}
     if result == "access":
@@ -221,6 +223,8 @@ def outcome(
         if not reasons or not reasons.strip():
             raise NoticeError("a refusal must state its reasons")
         params["reasons"] = reasons.strip()
+    elif result in ("rectification", "withdrawal"):
+        params |= dict(details or {})
     else:
         raise NoticeError(f"result must be one of {', '.join(RESULTS)}")
     return _queue(session, case, "outcome", params, register=register, now=now, actor=actor)
@@ -452,6 +456,37 @@ def _outcome(facts: Facts, register: Register, base_url: str) -> list[str]:
         else:
             lines.append(str(_("The download link was used or has expired.")))
         return lines
+    if result == "rectification":
+        return [
+            str(
+                _(
+                    "Your request %(reference)s is answered: we corrected %(fields)s "
+                    "wherever we hold it (%(count)s record(s))."
+                )
+            )
+            % {
+                "reference": facts.reference,
+                "fields": ", ".join(params.get("fields") or []) or "-",
+                "count": params.get("count", 0),
+            },
+            str(
+                _(
+                    "Consent records and audience measurement hold nothing to correct: they "
+                    "record what was decided or seen, and when."
+                )
+            ),
+        ]
+    if result == "withdrawal":
+        return [
+            str(
+                _(
+                    "Your request %(reference)s is answered: every consent you gave us is "
+                    "withdrawn (%(count)s). Nothing more is done on the basis of it; what was "
+                    "done before stays lawful."
+                )
+            )
+            % {"reference": facts.reference, "count": params.get("count", 0)}
+        ]
     if result == "erasure":
         receipt = facts.receipt or {}
         lines = [

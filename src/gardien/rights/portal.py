@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,12 +55,16 @@ OUTBOX_KIND = "rights_code"
 PORTAL = "/rights"
 PORTAL_ACTOR = Actor("portal", "subject")
 MAX_LENGTH = 254
-FIELDS = frozenset({"rights", "email", "phone", "lang"})
+CONSENT_ID = re.compile(r"[0-9a-f]{32}")
+FIELDS = frozenset({"rights", "email", "phone", "consent_id", "lang"})
 
 RIGHT_LABELS = {
     "access": N_("Access: a copy of the personal data you hold about me"),
     "portability": N_("Portability: the data I provided, in a reusable format"),
     "erasure": N_("Erasure: delete the personal data you hold about me"),
+    "rectification": N_("Rectification: correct inaccurate data about me"),
+    "withdraw_consent": N_("Withdraw every consent I gave (cookies, contact forms)"),
+    "post_mortem": N_("Post-mortem directives: what happens to my data after my death"),
 }
 MESSAGES = {
     "rights": N_("Choose at least one of the rights offered."),
@@ -69,6 +74,7 @@ MESSAGES = {
     "phone": N_("Enter a valid phone number, with its country code, such as +40 21 123 4567."),
     "characters": N_("This field contains characters that are not allowed."),
     "unknown": N_("This field is not part of the form."),
+    "consent_id": N_("A consent id is the 32 characters shown in the cookie panel."),
     "contact": N_(
         "Give your e-mail address, or, if we know only your phone number, that number: the "
         "code is then sent by text message."
@@ -99,6 +105,9 @@ class Intake:
     """``None`` when the person gave only a phone: the code then goes by text message."""
     phone: str | None
     language: str
+    consent_id: str | None = None
+    """The cookie banner's consent id (read from the person's consent cookie, or typed from
+    the cookie panel): what ties their consent records and measurement to them (Art. 11(2))."""
 
     @property
     def by_sms(self) -> bool:
@@ -154,9 +163,14 @@ def check(register: Register, raw: Mapping[str, object], language: str) -> Intak
             phone = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if email is None and phone is None and not {"email", "phone"} & {p.field for p in problems}:
         problems.append(Problem("email", "contact"))
+    consent_id = _text(raw, "consent_id", problems, required=False)
+    if consent_id is not None:
+        consent_id = consent_id.lower()
+        if not CONSENT_ID.fullmatch(consent_id):
+            problems.append(Problem("consent_id", "consent_id"))
     if problems:
         raise Invalid(problems)
-    return Intake(rights, email, phone, language)
+    return Intake(rights, email, phone, language, consent_id)
 
 
 def _text(
@@ -223,7 +237,9 @@ def submit(
     case = _pending_duplicate(session, intake)
     linked = case is not None
     if case is None:
-        subject = SubjectIdentity(email=intake.email, phone=intake.phone)
+        subject = SubjectIdentity(
+            email=intake.email, phone=intake.phone, consent_id=intake.consent_id
+        )
         case = open_case(
             session,
             desk,

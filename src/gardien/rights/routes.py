@@ -25,12 +25,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from gardien.consent import cookie as consent_cookie
 from gardien.deps import AppState, State
 from gardien.errors import N_, BadRequest, GardienError
 from gardien.forms.routes import TooLarge, UnsupportedMediaType
 from gardien.forms.routes import _language as language_of
 from gardien.i18n import translator
-from gardien.rights import documents, notify, portal
+from gardien.rights import documents, notify, portal, withdrawal
 from gardien.rights.admin_identity import router as identity_router
 from gardien.rights.admin_restriction import router as restriction_router
 from gardien.rights.exchange import RightsDocument
@@ -148,7 +149,10 @@ def _submit(state: State, intake: portal.Intake) -> portal.Submitted:
 
 @router.get("/rights", response_class=HTMLResponse, summary="The rights portal")
 def rights_portal(state: AppState, request: Request) -> Response:
-    return _portal_page(state, language_of(state, request))
+    # The consent id of this browser's cookie, filled in (withdrawing is as easy as giving).
+    decision = consent_cookie.parse(request.cookies.get(consent_cookie.NAME))
+    values = {"consent_id": decision.consent_id} if decision is not None else None
+    return _portal_page(state, language_of(state, request), values=values)
 
 
 @router.post("/rights", response_class=HTMLResponse, summary="Send a rights request (form)")
@@ -260,6 +264,10 @@ def _verify(state: State, reference: str, code: str) -> tuple[portal.Verificatio
         )
         if result.outcome is portal.Outcome.verified and result.case is not None:
             notify.acknowledge(session, result.case, register=state.register, now=now)
+        if result.outcome is portal.Outcome.verified and result.case is not None:
+            withdrawal.on_verified(
+                session, Desk(state.register, state.providers), result.case, now=now
+            )
         summary = _summary(session, result.case) if result.case is not None else {}
     return result, summary
 
@@ -332,6 +340,7 @@ def _status_page(
         received=day(summary["received"]),
         due=day(summary["due"]),
         rights=[str(gettext(portal.RIGHT_LABELS[r])) for r in summary["rights"]],
+        right_ids=summary["rights"],
         status_text=str(gettext(portal.STATUS_TEXTS[summary["status"]])),
         awaiting=summary["status"] == "awaiting",
         just_verified=just_verified,

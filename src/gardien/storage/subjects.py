@@ -106,6 +106,17 @@ class SubjectProvider(Protocol):
     def object(self, session: Session, subject: SubjectIdentity, activity_id: str) -> int: ...
 
 
+@runtime_checkable
+class ConsentWithdrawal(Protocol):
+    """A store holding data processed on the person's consent: ``withdraw`` stops that
+    processing from now on (GDPR Art. 7(3)) and returns how many consents it withdrew.
+    Optional: a store with no consent-based processing does not implement it."""
+
+    name: str
+
+    def withdraw(self, session: Session, subject: SubjectIdentity, now: dt.datetime) -> int: ...
+
+
 class ProviderRegistry:
     """The providers of one running Gardien, in registration order."""
 

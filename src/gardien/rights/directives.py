@@ -1,0 +1,311 @@
+"""Post-mortem directives in the case file (French LIL Art. 84-86; the rule is
+``rights.postmortem``): recorded by the verified person through the portal's dedicated
+action, revoked by them at once, and applied after a proven death at the request of the
+designated person (or, without one, of the heirs), each step traced in the case and the
+audit trail.
+
+A directive is stored encrypted and found by the blind index of the e-mail address the
+person verified. A revocation empties it at once; once applied, only a tombstone is left
+(dates, the SHA-256 of the death certificate, what was done: store names and counts). The
+death certificate itself is not kept: the agent checks it and records its SHA-256
+(legal-requirements §2.9.6, data minimisation).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gardien.errors import N_, BadRequest, Conflict, NotFound
+from gardien.rights import postmortem
+from gardien.rights.amendments import DIRECTIVE_EMAIL_INDEX, RightsDirective
+from gardien.rights.models import RightsCase
+from gardien.rights.postmortem import ALL, DirectiveRefused, Requester
+from gardien.rights.service import Desk, add_event
+from gardien.security.audit import Actor, record
+from gardien.security.crypto import blind_index, blind_lookups
+from gardien.storage.subjects import JsonScalar, SubjectIdentity
+
+RIGHT = "post_mortem"
+CONSENT_TEXT = N_(
+    "I want these directives to apply to my personal data after my death, and I consent to "
+    "their being kept for that purpose. I can change or revoke them at any time."
+)
+"""The directive's own consent, shown beside its own checkbox (never the terms')."""
+FIELDS = frozenset(
+    {"directive_consent", "designee_name", "designee_contact", "lang", "token", "action"}
+)
+PREFIX = "instruction."
+
+
+@dataclass(frozen=True)
+class Executed:
+    erased: dict[str, int]
+    communicated: dict[str, list[dict[str, JsonScalar]]]
+    plan: postmortem.Plan
+
+
+def _case_ready(case: RightsCase) -> str:
+    if RIGHT not in case.rights.split(","):
+        raise BadRequest(N_("this request is not about post-mortem directives"))
+    if case.verified_at is None:
+        raise Conflict(N_("confirm your request with the code first"))
+    if not case.email:
+        raise BadRequest(N_("a directive is kept under a verified e-mail address"))
+    return case.email
+
+
+def in_force(session: Session, email: str, now: dt.datetime) -> RightsDirective | None:
+    return session.scalars(
+        select(RightsDirective)
+        .where(
+            RightsDirective.email_index.in_(blind_lookups(email, DIRECTIVE_EMAIL_INDEX, "email")),
+            RightsDirective.revoked_at.is_(None),
+            RightsDirective.executed_at.is_(None),
+        )
+        .order_by(RightsDirective.id.desc())
+        .limit(1)
+    ).first()
+
+
+def directive_of(row: RightsDirective) -> postmortem.Directive | None:
+    if not row.body:
+        return None
+    body = json.loads(row.body)
+    return postmortem.Directive(
+        instructions={k: postmortem.Instruction(v) for k, v in body["instructions"].items()},
+        designee_name=body.get("designee_name"),
+        designee_contact=body.get("designee_contact"),
+        consent_text_hash=row.consent_text_hash,
+        consented_at=row.consented_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def categories(desk: Desk) -> list[str]:
+    """What a directive may name: the stores of personal data (one per provider)."""
+    return [p.name for p in desk.providers.providers]
+
+
+def parse(
+    desk: Desk, raw: Mapping[str, object], consent_text: str, now: dt.datetime
+) -> postmortem.Directive:
+    """The directive the dedicated form sent, or ``BadRequest`` with the rule's reason."""
+    known = set(categories(desk)) | {ALL}
+    instructions: dict[str, str] = {}
+    for key, value in raw.items():
+        if key in FIELDS:
+            continue
+        if not key.startswith(PREFIX) or key[len(PREFIX) :] not in known:
+            raise BadRequest(N_("%(field)s is not part of the form"), field=key[:64])
+        if isinstance(value, str) and value:
+            instructions[key[len(PREFIX) :]] = value
+
+    def text(name: str) -> str | None:
+        value = raw.get(name)
+        return value.strip() or None if isinstance(value, str) else None
+
+    try:
+        return postmortem.record(
+            instructions=instructions,
+            designee_name=text("designee_name"),
+            designee_contact=text("designee_contact"),
+            directive_consent=raw.get("directive_consent") == "yes",
+            consent_text=consent_text,
+            now=now,
+        )
+    except DirectiveRefused as refused:
+        raise BadRequest(
+            N_("the directive cannot be recorded: %(reason)s"), reason=str(refused)
+        ) from None
+
+
+def save(
+    session: Session,
+    desk: Desk,
+    case: RightsCase,
+    raw: Mapping[str, object],
+    *,
+    consent_text: str,
+    now: dt.datetime,
+    actor: Actor,
+) -> RightsDirective:
+    """Record the directive of the verified person of ``case``; one they had before is
+    replaced (revoked, emptied). Flushes."""
+    email = _case_ready(case)
+    directive = parse(desk, raw, consent_text, now)
+    previous = in_force(session, email, now)
+    if previous is not None:
+        _empty(previous, now)
+    row = RightsDirective(
+        case_id=case.id,
+        email=email,
+        email_index=blind_index(email, DIRECTIVE_EMAIL_INDEX, "email"),
+        body=json.dumps(
+            {
+                "instructions": {k: v.value for k, v in directive.instructions.items()},
+                "designee_name": directive.designee_name,
+                "designee_contact": directive.designee_contact,
+            },
+            ensure_ascii=False,
+        ),
+        consent_text_hash=directive.consent_text_hash,
+        consented_at=now,
+    )
+    session.add(row)
+    session.flush()
+    scope = ", ".join(f"{k}={v.value}" for k, v in sorted(directive.instructions.items()))
+    add_event(
+        session,
+        case,
+        now,
+        actor,
+        "directive_recorded",
+        f"{scope}; designee: {'yes' if directive.designee_contact else 'no'}; own consent, "
+        f"sha256 of its text {directive.consent_text_hash}"
+        + ("; replaces the previous directive" if previous is not None else ""),
+    )
+    record(
+        session,
+        actor,
+        "rights.directive",
+        now,
+        target_type="rights_case",
+        target_id=case.reference,
+        reason="recorded",
+    )
+    return row
+
+
+def _empty(row: RightsDirective, now: dt.datetime) -> None:
+    row.revoked_at = now
+    row.body = None
+
+
+def revoke(session: Session, case: RightsCase, *, now: dt.datetime, actor: Actor) -> int:
+    """Revoke at once the directive of the verified person of ``case``. ``NotFound`` when they
+    have none in force (whoever else asks finds nothing: it is found by their own address)."""
+    email = _case_ready(case)
+    row = in_force(session, email, now)
+    if row is None:
+        raise NotFound(N_("there is no directive in force to revoke"))
+    _empty(row, now)
+    session.flush()
+    add_event(session, case, now, actor, "directive_revoked", "revoked at once, content emptied")
+    record(
+        session,
+        actor,
+        "rights.directive",
+        now,
+        target_type="rights_case",
+        target_id=case.reference,
+        reason="revoked",
+    )
+    return row.id
+
+
+def record_death(
+    session: Session,
+    row: RightsDirective,
+    certificate: bytes,
+    *,
+    now: dt.datetime,
+    actor: Actor,
+) -> str:
+    """The agent saw the death certificate: its SHA-256 is kept, never its content."""
+    if not certificate:
+        raise BadRequest(N_("the death certificate is empty"))
+    digest = hashlib.sha256(certificate).hexdigest()
+    row.death_recorded_at = now
+    row.death_document_sha256 = digest
+    session.flush()
+    record(
+        session,
+        actor,
+        "rights.death_recorded",
+        now,
+        target_type="rights_directive",
+        target_id=str(row.id),
+        reason=digest,
+    )
+    return digest
+
+
+def execute(
+    session: Session,
+    desk: Desk,
+    row: RightsDirective,
+    case: RightsCase,
+    *,
+    requester: Requester,
+    asked: frozenset[str] = frozenset(),
+    now: dt.datetime,
+    actor: Actor,
+) -> Executed:
+    """Apply the directive (or the heirs' limited rights) at the request opened as ``case``
+    by the designee or an heir. Leaves a tombstone of the directive. Flushes."""
+    directive = directive_of(row)
+    if row.executed_at is not None:
+        raise Conflict(N_("this directive was already applied"))
+    try:
+        plan = postmortem.plan(
+            directive,
+            requester=requester,
+            death_proven=row.death_recorded_at is not None,
+            categories=tuple(categories(desk)),
+            asked=asked,
+            at=now,
+        )
+    except DirectiveRefused as refused:
+        raise BadRequest(
+            N_("the request cannot be carried out: %(reason)s"), reason=str(refused)
+        ) from None
+    if not row.email:
+        raise Conflict(N_("this directive no longer names anyone"))
+    subject = SubjectIdentity(email=row.email)
+    erased: dict[str, int] = {}
+    communicated: dict[str, list[dict[str, JsonScalar]]] = {}
+    for provider in desk.providers.providers:
+        if provider.name in plan.communicate:
+            for activity, rows in provider.export(session, subject).items():
+                communicated.setdefault(activity, []).extend(rows)
+        if provider.name in plan.erase and provider.name != "rights_requests":
+            with session.begin_nested():
+                erased[provider.name] = provider.erase(session, subject).erased
+    outcome = (
+        f"{requester.value}: "
+        + "; ".join(
+            [f"erased {name}={count}" for name, count in erased.items()]
+            + [f"communicated {name}={len(rows)}" for name, rows in communicated.items()]
+            + (
+                [f"heirs' actions: {', '.join(sorted(plan.heir_actions))}"]
+                if plan.heir_actions
+                else []
+            )
+        )
+    )[:200]
+    add_event(session, case, now, actor, "directive_applied", outcome)
+    if directive is not None:
+        # Only a tombstone is left: dates, the certificate's hash, what was done.
+        row.executed_at = now
+        row.outcome = outcome
+        row.body = None
+        row.email = None
+        row.email_index = None
+    session.flush()
+    record(
+        session,
+        actor,
+        "rights.directive",
+        now,
+        target_type="rights_case",
+        target_id=case.reference,
+        reason=outcome,
+    )
+    return Executed(erased, communicated, plan)
