@@ -35,6 +35,7 @@ from gardien.retention.service import run_retention
 from gardien.rights.admin import INTAKE_PATH, UPLOAD_FORM_OVERHEAD
 from gardien.rights.admin import router as rights_admin_router
 from gardien.rights.amend_routes import router as rights_amend_router
+from gardien.rights.possession import router as possession_router
 from gardien.rights.routes import DOCUMENT_BODY_BYTES, DOCUMENT_PATH
 from gardien.rights.routes import router as rights_router
 from gardien.runtime import build_state
@@ -172,6 +173,7 @@ def create_app(
     app.include_router(rights_router)
     app.include_router(rights_admin_router)
     app.include_router(rights_amend_router)
+    app.include_router(possession_router)
     app.include_router(admin_router)
     app.include_router(analytics_router)
     app.include_router(tracker_router)

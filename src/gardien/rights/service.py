@@ -43,7 +43,7 @@ from gardien.storage.subjects import (
     SubjectProvider,
 )
 
-CHANNELS = frozenset({"portal", "email", "post", "other", "cli"})
+CHANNELS = frozenset({"portal", "email", "post", "other", "cli", "browser"})
 RIGHTS = frozenset(
     {"access", "portability", "erasure", "rectification", "withdraw_consent", "post_mortem"}
 )
