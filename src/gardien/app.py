@@ -49,6 +49,8 @@ from gardien.security.uploads import MAX_UPLOAD_BYTES
 from gardien.storage.database import unit_of_work
 from gardien.storage.locks import LockBusy
 from gardien.web import errors
+from gardien.web.metrics import recorder as metrics_recorder
+from gardien.web.metrics import router as metrics_router
 from gardien.web.middleware import (
     AccessLog,
     BodySizeLimit,
@@ -165,6 +167,7 @@ def create_app(
     app.state.gardien = state
     errors.install(app)
     app.include_router(web_router)
+    app.include_router(metrics_router)
     app.include_router(policy_router)
     app.include_router(consent_router)
     app.include_router(consent_admin_router)
@@ -209,5 +212,5 @@ def create_app(
     app.add_middleware(
         SecurityHeaders, csp=content_security_policy([]), always_https=settings.https
     )
-    app.add_middleware(AccessLog)
+    app.add_middleware(AccessLog, observe=metrics_recorder(state).observe)
     return app

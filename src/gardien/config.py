@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     analytics_rollup_seconds: float = Field(default=60.0, gt=0)
     """How often ``serve`` brings the audience rollups up to date (analytics/rollups.py)."""
     log_level: str = "INFO"
+    trusted_proxies: str = "127.0.0.1"
+    """Addresses (comma-separated, or ``*``) whose X-Forwarded-For / X-Forwarded-Proto
+    headers are believed: uvicorn's ``forwarded_allow_ips`` (docs/operations.md)."""
+    metrics_token: str | None = None
+    """Bearer token that opens ``/metrics`` to other addresses than loopback."""
 
     @property
     def resolved_database_url(self) -> str:

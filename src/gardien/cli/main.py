@@ -204,6 +204,7 @@ def serve(
         access_log=False,
         server_header=False,
         proxy_headers=True,
+        forwarded_allow_ips=config.trusted_proxies,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -168,8 +168,12 @@ async def _plain_error(send: Send, status: int, body: bytes) -> None:
 class AccessLog:
     """One JSON line per request: method, path (no query string), status, duration. No IP."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, observe: Callable[[str, str, int, float], None] | None = None
+    ) -> None:
         self.app = app
+        self.observe = observe
+        """Also told of each request (``/metrics``' counters): method, route, status, seconds."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -189,12 +193,15 @@ class AccessLog:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
+            seconds = time.perf_counter() - started
             log.info(
                 "request",
                 extra={
                     "method": scope["method"],
                     "route": path,
                     "status": status,
-                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "ms": round(seconds * 1000, 2),
                 },
             )
+            if self.observe is not None:
+                self.observe(scope["method"], path, status, seconds)
