@@ -140,13 +140,15 @@ def test_a_restriction_holds_mail_leaves_exports_stops_hits_and_is_lifted_after_
     # Forms: stored, not e-mailed (held, visibly), left out of the export.
     mine = submit(client, clock, EMAIL, "021 123 4567")
     other = submit(client, clock, "third.person@example.org", "021 999 8888")
+    dpo = signed_in(client, state, clock, "dpo@example.org", "dpo")
+    unsent = dpo.client.get("/admin/inbox-export").text  # before the sender saw them
+    assert "third.person@example.org" in unsent and EMAIL not in unsent
     report = send_due(state, now=clock.now())
     assert (report.claimed, report.sent) == (2, 2)  # only the other person's two messages
     assert statuses(state, mine) == ["held", "held"]
     assert statuses(state, other) == ["sent", "sent"]
     inbox = agent.client.get("/admin/inbox").text
     assert "(restricted)" in inbox
-    dpo = signed_in(client, state, clock, "dpo@example.org", "dpo")
     exported = dpo.client.get("/admin/inbox-export").text
     assert "third.person@example.org" in exported and EMAIL not in exported
 

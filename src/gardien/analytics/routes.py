@@ -56,6 +56,7 @@ from gardien.security.connection_log import client_ip, commit_with_log
 from gardien.security.crypto import blind_index
 from gardien.security.permissions import Permission, allowed, can_grant
 from gardien.storage.groupcommit import GroupCommitError, WriterStopped
+from gardien.storage.restriction import processing_point
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -237,8 +238,10 @@ class _Tracker:
         self.new_cookie = (name, f"{minted}.{int(now.timestamp())}.", max_age)
         return minted
 
+    @processing_point("analytics.tracking")
     async def row(self, hit: TrackedHit) -> dict[str, Any] | None:
-        """The row to store, or ``None`` when a restriction or objection blocks the visitor."""
+        """The row to store, or ``None`` when a restriction or objection blocks the visitor
+        (``blocks``: the analytics provider records them when the rights workflow restricts)."""
         received_at = hit.custom_time or self.received_at
         day = received_at.date()
         salt = daily_salts.cached(self.state.engine, day)

@@ -16,7 +16,7 @@ from sqlalchemy import Select, select
 
 from gardien.deps import AppState, DbSession, ReadSession
 from gardien.errors import N_, BadRequest, NotFound
-from gardien.forms.jobs import retry_dead
+from gardien.forms.jobs import retry_dead, withheld
 from gardien.forms.models import FormSubmission, OutboxMessage
 from gardien.forms.provider import remove_submissions
 from gardien.security import audit, service
@@ -265,7 +265,7 @@ def inbox_export(
     rows = [
         row
         for row in db.scalars(_filtered(status or None, form or None, start, end))
-        if not row.restricted
+        if not withheld(db, state.register, row)
     ]
     names: list[str] = []
     for spec in state.register.forms:

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
@@ -408,6 +408,31 @@ def claim(state: State, now: dt.datetime, limit: int) -> list[ClaimedMessage]:
     return claimed
 
 
+IDENTIFYING = {FieldType.email: "email", FieldType.phone: "phone"}
+"""The form fields a restriction is matched on, by the identifier kind they carry."""
+
+
+def identifiers_of(register: Register, form_id: str, values: dict[str, Any]) -> dict[str, str]:
+    """The e-mail address and phone number a submission carries, by identifier kind."""
+    form = next((f for f in register.forms if f.id == form_id), None)
+    if form is None:
+        return {}
+    return {
+        IDENTIFYING[field.type]: str(values[field.name])
+        for field in form.fields
+        if field.type in IDENTIFYING and values.get(field.name)
+    }
+
+
+def withheld(session: Session, register: Register, submission: FormSubmission) -> bool:
+    """Whether a submission is only to be stored: flagged restricted, or from a person whose
+    restriction (or objection to its activity) the sender has not met yet."""
+    if submission.restricted:
+        return True
+    found = identifiers_of(register, submission.form_id, json.loads(submission.fields))
+    return bool(found) and is_restricted(session, submission.activity, **found)
+
+
 @processing_point("forms.outbox")
 def hold_restricted(
     session: Session,
@@ -422,18 +447,12 @@ def hold_restricted(
     held: set[int] = set()
     if not submitted or not any_active(session):
         return held
-    types = {(form.id, field.name): field.type for form in register.forms for field in form.fields}
     for row in rows:
         item = submitted.get(row.submission_id or -1)
         if item is None:
             continue
-        identifiers = {
-            {FieldType.email: "email", FieldType.phone: "phone"}[kind]: str(value)
-            for name, value in item.values.items()
-            if value
-            and (kind := types.get((item.form_id, name))) in (FieldType.email, FieldType.phone)
-        }
-        if identifiers and is_restricted(session, row.activity, **identifiers):
+        found = identifiers_of(register, item.form_id, item.values)
+        if found and is_restricted(session, row.activity, **found):
             row.status = "held"
             held.add(row.id)
             session.execute(
