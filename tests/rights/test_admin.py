@@ -142,9 +142,15 @@ def test_a_letter_is_recorded_verified_exported_and_closed(
     assert closed.status_code == 200 and "fulfilled" in closed.text
     with state.sessions() as session:  # a request by post is answered by a letter to print
         notices = session.execute(
-            select(RightsNotice.kind, RightsNotice.channel, RightsNotice.outbox_id)
+            select(RightsNotice.kind, RightsNotice.channel, RightsNotice.outbox_id).order_by(
+                RightsNotice.id
+            )
         ).all()
-        assert [tuple(n) for n in notices] == [("answer", "letter", None)]
+        # the agent's verification acknowledged the request (once), the close answered it
+        assert [tuple(n) for n in notices] == [
+            ("acknowledgement", "letter", None),
+            ("answer", "letter", None),
+        ]
     steps = kinds(state, reference)
     for step in (
         "opened",

@@ -240,7 +240,8 @@ def test_a_document_is_asked_on_a_recorded_doubt_checked_by_content_and_deleted_
         assert row.media_type == "image/png" and str(row.decided_by).startswith("user:")
         assert case_of(session, reference).verified_at is not None
     kinds = events(state, reference)
-    assert kinds[-2:] == ["identity_accepted", "verified"]
+    # accepting the document verifies the case, which acknowledges the person (once)
+    assert kinds[-3:] == ["identity_accepted", "verified", "notice_queued"]
     assert upload(public, link, PNG).status_code == 404
 
 

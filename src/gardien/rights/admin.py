@@ -11,17 +11,19 @@ session's CSRF token; the rules live in ``casework`` and ``service``.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gardien.deps import AppState, DbSession, ReadSession
 from gardien.errors import N_, BadRequest, Conflict, NotFound, localise
-from gardien.rights import casework, notify, repository
+from gardien.rights import casework, documents, notify, repository
 from gardien.rights.answers import KINDS
 from gardien.rights.models import RightsAttachment, RightsCase
 from gardien.rights.portal import offered, rights_of
@@ -39,6 +41,7 @@ from gardien.security import audit, service
 from gardien.security.admin import language as language_of
 from gardien.security.admin import page
 from gardien.security.auth import AdminContext, check_csrf, require
+from gardien.security.models import AuditEntry
 from gardien.security.permissions import Permission
 from gardien.security.uploads import MAX_UPLOAD_BYTES, check_upload
 
@@ -292,6 +295,47 @@ def intake(
 # -- a case -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Step:
+    """A line of the case page's timeline: a case event, or a view of the case's documents
+    or letters read from the audit trail (a view writes only there, never in the case)."""
+
+    at: dt.datetime
+    actor: str
+    kind: str
+    detail: str | None
+
+
+VIEWS_SHOWN = {
+    "rights.identity_view": "identity_document_viewed",
+    "view.rights_attachment": "document_viewed",
+    "rights.letter_view": "letter_viewed",
+}
+"""The audit actions that open a document of the case, as the timeline names them."""
+
+
+def _steps(db: Session, case: RightsCase) -> list[Step]:
+    """The case's events and the traced views of its documents, in time order."""
+    steps = [Step(e.at, e.actor, e.kind, e.detail) for e in timeline(db, case)]
+    views = db.execute(
+        select(AuditEntry.at, AuditEntry.actor, AuditEntry.action, AuditEntry.reason).where(
+            AuditEntry.target_type == "rights_case",
+            AuditEntry.target_id == case.reference,
+            AuditEntry.action.in_(list(VIEWS_SHOWN)),
+        )
+    ).all()
+    steps += [
+        Step(
+            at,
+            actor or "",
+            VIEWS_SHOWN[action or ""],
+            f"{reason} (audit trail)" if reason else "(audit trail)",
+        )
+        for at, actor, action, reason in views
+    ]
+    return sorted(steps, key=lambda step: step.at)
+
+
 def _case(db: Session, reference: str) -> RightsCase:
     case = repository.by_reference(db, reference)
     if case is None:
@@ -331,7 +375,11 @@ def case_view(
         may_extend=case.status == "open"
         and case.extended_on is None
         and now.date() <= casework.one_month_due(register, case),
-        events=timeline(db, case),
+        events=_steps(db, case),
+        acknowledged=notify.acknowledged(db, case),
+        document=documents.pending_document(db, case),
+        doubt_limits=(documents.MIN_REASON, documents.MAX_REASON),
+        letters=notify.letters(db, case),
         notes=casework.notes_of(case),
         answers=repository.answers(db, case),
         attachments=repository.attachments(db, case),
@@ -431,7 +479,9 @@ def verify(
     basis: Annotated[str, Form(max_length=casework.BASIS_LIMIT * 2)],
 ) -> Response:
     case = _acting(db, context, csrf, reference)
-    casework.verify_by_agent(db, case, basis, now=state.clock.now(), actor=context.actor)
+    casework.verify_by_agent(
+        db, state.register, case, basis, now=state.clock.now(), actor=context.actor
+    )
     return _back(case)
 
 

@@ -103,7 +103,10 @@ def decide(
 ) -> Response:
     check_csrf(context, csrf)
     case = _case(db, reference)
-    documents.decide(db, case, decision, now=state.clock.now(), actor=context.actor)
+    now = state.clock.now()
+    documents.decide(db, case, decision, now=now, actor=context.actor)
+    if case.verified_at is not None:
+        notify.acknowledge_once(db, case, register=state.register, now=now, actor=context.actor)
     return _back(case)
 
 

@@ -217,10 +217,18 @@ def content_of(attachment: RightsAttachment) -> bytes:
 
 
 def verify_by_agent(
-    session: Session, case: RightsCase, basis: str, *, now: dt.datetime, actor: Actor
+    session: Session,
+    register: Register,
+    case: RightsCase,
+    basis: str,
+    *,
+    now: dt.datetime,
+    actor: Actor,
 ) -> None:
     """An agent takes the verification decision on a recorded basis (EDPB 01/2022: a letter
-    signed with an address that matches what is held needs no identity document)."""
+    signed with an address that matches what is held needs no identity document); the person
+    is then acknowledged with the due date, as after the portal's code, unless they already
+    were (``notify.acknowledge_once``)."""
     _open_only(case)
     if is_verified(case):
         raise Conflict(N_("this case is already verified"))
@@ -230,6 +238,7 @@ def verify_by_agent(
         session, case, now, actor, "verified", "identity checked by an agent (basis recorded)"
     )
     _trace(session, case, now, actor, "rights.verified")
+    notify.acknowledge_once(session, case, register=register, now=now, actor=actor)
 
 
 def assign(
@@ -314,6 +323,8 @@ def acknowledge(
     actor: Actor,
 ) -> RightsAnswer:
     _open_only(case)
+    if notify.acknowledged(session, case):
+        raise Conflict(N_("the person was already acknowledged: a case is acknowledged once"))
     answer = record_answer(
         session,
         register,

@@ -151,6 +151,39 @@ def acknowledge(
     )
 
 
+def acknowledged(session: Session, case: RightsCase) -> bool:
+    """Whether the person was already acknowledged: the automatic notice, or an agent's
+    acknowledgement written from the answer template (a case is acknowledged once)."""
+    notice = session.scalar(
+        select(RightsNotice.id)
+        .where(RightsNotice.case_id == case.id, RightsNotice.kind == "acknowledgement")
+        .limit(1)
+    )
+    if notice is not None:
+        return True
+    written = session.scalar(
+        select(RightsAnswer.id)
+        .where(RightsAnswer.case_id == case.id, RightsAnswer.kind == "acknowledgement")
+        .limit(1)
+    )
+    return written is not None
+
+
+def acknowledge_once(
+    session: Session,
+    case: RightsCase,
+    *,
+    register: Register,
+    now: dt.datetime,
+    actor: Actor = NOTIFIER,
+) -> RightsNotice | None:
+    """The acknowledgement of a case just verified (by the portal's code, by an agent, or by
+    an accepted identity document), unless the person already received one."""
+    if acknowledged(session, case):
+        return None
+    return acknowledge(session, case, register=register, now=now, actor=actor)
+
+
 def extension(
     session: Session,
     case: RightsCase,

@@ -263,7 +263,7 @@ def _verify(state: State, reference: str, code: str) -> tuple[portal.Verificatio
             session, secret=state.secret, reference=reference, code=code, now=now
         )
         if result.outcome is portal.Outcome.verified and result.case is not None:
-            notify.acknowledge(session, result.case, register=state.register, now=now)
+            notify.acknowledge_once(session, result.case, register=state.register, now=now)
         if result.outcome is portal.Outcome.verified and result.case is not None:
             withdrawal.on_verified(
                 session, Desk(state.register, state.providers), result.case, now=now
