@@ -328,7 +328,9 @@ def test_directives_need_their_own_consent_are_revocable_at_once_and_applied_aft
     assert "directive_applied" in events(state, designee_case)
 
 
-def _agent_case(agent: object, state: object, clock: FrozenClock) -> str:
+def _agent_case(
+    agent: object, state: object, clock: FrozenClock, email: str = "ioana@example.org"
+) -> str:
     """The designee's own request, recorded by an agent from their letter."""
     from tests.rights.test_admin import record
     from tests.rights.test_admin import reference_of as recorded_reference
@@ -336,8 +338,39 @@ def _agent_case(agent: object, state: object, clock: FrozenClock) -> str:
     answer = record(
         agent,  # type: ignore[arg-type]
         clock.now().date(),
-        email="ioana@example.org",
+        email=email,
         phone="",
         rights=["post_mortem"],
     )
     return recorded_reference(answer)
+
+
+def test_heirs_without_a_directive_only_get_what_the_law_allows(
+    client: TestClient, seeded: Seeded, clock: FrozenClock
+) -> None:
+    state = seeded.state
+    agent = signed_in(client, state, clock, "agent@example.org", "agent")
+    deceased = _agent_case(agent, state, clock, email=EMAIL)
+    heir = _agent_case(agent, state, clock)
+    certificate = {"certificate": ("death.pdf", b"%PDF-1.4 death certificate", "application/pdf")}
+
+    def ask(**data: str) -> int:
+        form = {"csrf": agent.csrf, "deceased_case": deceased, "requester": "heir", **data}
+        return agent.client.post(
+            f"/admin/rights/{heir}/directive",
+            data=form,
+            files=certificate,
+            follow_redirects=False,
+        ).status_code
+
+    assert ask(asked="access") == 400  # beyond close / object / update / estate information
+    assert ask(asked="erasure") == 400
+    assert ask(requester="cousin") == 400
+    assert ask(requester="designee") == 400  # no directive designates anyone
+    assert "death_recorded" not in events(state, heir)  # nothing half-written
+    assert ask(asked="close_account,object") == 303
+    kinds = events(state, heir)
+    assert "death_recorded" in kinds and "directive_applied" in kinds
+    assert _by_email(seeded, EMAIL) == 1  # nothing erased on the heirs' limited rights
+    with state.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(RightsDirective)) == 0

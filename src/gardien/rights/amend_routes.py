@@ -29,7 +29,7 @@ from gardien.rights.amendments import RightsDirective
 from gardien.rights.models import RightsCase
 from gardien.rights.postmortem import ALL, Instruction, Requester
 from gardien.rights.routes import NO_STORE, _body, _form
-from gardien.rights.service import Desk
+from gardien.rights.service import Desk, subject_of
 from gardien.security import audit
 from gardien.security.admin import page
 from gardien.security.auth import AdminContext, check_csrf, require
@@ -383,22 +383,14 @@ def rectification_decide(
     return RedirectResponse(f"/admin/rights/{case.reference}/rectification", status_code=303)
 
 
-def _directive_for(db: Session, case: RightsCase, contact_case: str) -> RightsDirective:
-    """The directive the designee's or heir's case is about: the directive recorded in the
-    case ``contact_case`` (the deceased's own request, named by its reference)."""
-    own = repository.by_reference(db, contact_case)
-    if own is None:
-        raise NotFound(portal.VERIFY_MESSAGES[portal.Outcome.unknown])
-    row = db.scalars(
+def _directive_for(db: Session, deceased: RightsCase) -> RightsDirective | None:
+    """The directive recorded in the deceased's own request (named by its reference)."""
+    return db.scalars(
         select(RightsDirective)
-        .where(RightsDirective.case_id == own.id)
+        .where(RightsDirective.case_id == deceased.id)
         .order_by(RightsDirective.id.desc())
         .limit(1)
     ).first()
-    if row is None:
-        raise NotFound(portal.VERIFY_MESSAGES[portal.Outcome.unknown])
-    del case
-    return row
 
 
 @router.post(
@@ -423,18 +415,23 @@ def directive_apply(
             N_("the document is larger than %(size)s KB"), size=MAX_CERTIFICATE // 1024
         )
     case = _admin_case(db, reference)
-    row = _directive_for(db, case, deceased_case)
+    deceased = _admin_case(db, deceased_case)
+    row = _directive_for(db, deceased)
     now = state.clock.now()
     try:
         who = Requester(requester)
     except ValueError:
-        raise NotFound(portal.VERIFY_MESSAGES[portal.Outcome.unknown]) from None
-    directives.record_death(db, row, content, now=now, actor=context.actor)
+        raise BadRequest(N_("the requester is the designated person or an heir")) from None
+    if row is not None:
+        directives.record_death(db, row, content, now=now, actor=context.actor)
+    else:
+        directives.record_death_in_case(db, case, content, now=now, actor=context.actor)
     directives.execute(
         db,
         _desk(state),
         row,
         case,
+        deceased=subject_of(deceased),
         requester=who,
         asked=frozenset(a for a in asked.split(",") if a),
         now=now,

@@ -27,7 +27,7 @@ from gardien.rights import postmortem
 from gardien.rights.amendments import DIRECTIVE_EMAIL_INDEX, RightsDirective
 from gardien.rights.models import RightsCase
 from gardien.rights.postmortem import ALL, DirectiveRefused, Requester
-from gardien.rights.service import Desk, add_event
+from gardien.rights.service import Desk, add_event, timeline
 from gardien.security.audit import Actor, record
 from gardien.security.crypto import blind_index, blind_lookups
 from gardien.storage.subjects import JsonScalar, SubjectIdentity
@@ -237,27 +237,48 @@ def record_death(
     return digest
 
 
+DEATH_EVENT = "death_recorded"
+
+
+def record_death_in_case(
+    session: Session, case: RightsCase, certificate: bytes, *, now: dt.datetime, actor: Actor
+) -> str:
+    """Without a directive: the certificate's SHA-256 in the heir's case (never the file)."""
+    if not certificate:
+        raise BadRequest(N_("the death certificate is empty"))
+    digest = hashlib.sha256(certificate).hexdigest()
+    add_event(session, case, now, actor, DEATH_EVENT, f"death certificate sha256 {digest}")
+    return digest
+
+
+def case_has_death(session: Session, case: RightsCase) -> bool:
+    return any(e.kind == DEATH_EVENT for e in timeline(session, case))
+
+
 def execute(
     session: Session,
     desk: Desk,
-    row: RightsDirective,
+    row: RightsDirective | None,
     case: RightsCase,
     *,
+    deceased: SubjectIdentity,
     requester: Requester,
     asked: frozenset[str] = frozenset(),
     now: dt.datetime,
     actor: Actor,
 ) -> Executed:
-    """Apply the directive (or the heirs' limited rights) at the request opened as ``case``
-    by the designee or an heir. Leaves a tombstone of the directive. Flushes."""
-    directive = directive_of(row)
-    if row.executed_at is not None:
+    """Apply the directive (or, without one, the heirs' limited rights) at the request opened
+    as ``case`` by the designee or an heir, once the death is recorded. Leaves a tombstone of
+    the directive. Flushes."""
+    directive = directive_of(row) if row is not None else None
+    if row is not None and row.executed_at is not None:
         raise Conflict(N_("this directive was already applied"))
+    proven = row.death_recorded_at is not None if row is not None else case_has_death(session, case)
     try:
         plan = postmortem.plan(
             directive,
             requester=requester,
-            death_proven=row.death_recorded_at is not None,
+            death_proven=proven,
             categories=tuple(categories(desk)),
             asked=asked,
             at=now,
@@ -266,9 +287,7 @@ def execute(
         raise BadRequest(
             N_("the request cannot be carried out: %(reason)s"), reason=str(refused)
         ) from None
-    if not row.email:
-        raise Conflict(N_("this directive no longer names anyone"))
-    subject = SubjectIdentity(email=row.email)
+    subject = SubjectIdentity(email=row.email) if row is not None and row.email else deceased
     erased: dict[str, int] = {}
     communicated: dict[str, list[dict[str, JsonScalar]]] = {}
     for provider in desk.providers.providers:
@@ -291,7 +310,7 @@ def execute(
         )
     )[:200]
     add_event(session, case, now, actor, "directive_applied", outcome)
-    if directive is not None:
+    if row is not None and directive is not None:
         # Only a tombstone is left: dates, the certificate's hash, what was done.
         row.executed_at = now
         row.outcome = outcome
