@@ -83,6 +83,15 @@ ACCESS: dict[tuple[str, str], Permission | str] = {
     ("POST", "/admin/rights/{reference}/rectification"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/directive"): P.handle_rights,
     ("GET", "/admin/rights/{reference}/letters/{notice_id}"): P.handle_rights,
+    ("GET", "/admin/rights/{reference}/restriction"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/restrict"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/restriction/announce"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/restriction/lift"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/objection"): P.export_data,
+    ("POST", "/admin/rights/{reference}/recipients/notify"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/recipients/{notice_id}/close"): P.handle_rights,
+    ("GET", "/admin/rights/{reference}/evidence"): P.export_data,
+    ("GET", "/admin/evidence"): P.export_data,
 }
 
 FORM_VALUES = {

@@ -224,9 +224,11 @@ def system_evidence(
     db: DbSession,
     request: Request,
     context: Dpo,
-    on: Annotated[dt.date, Query(alias="date")],
+    on: Annotated[dt.date | None, Query(alias="date")] = None,
 ) -> Response:
+    """The system's pack at the end of ``date`` (default: today, UTC)."""
     now = state.clock.now()
+    on = on or now.date()
     text = evidence.system_pack(db, on, now=now, language=language_of(state, request))
     audit.record(
         db,
