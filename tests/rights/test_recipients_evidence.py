@@ -23,14 +23,16 @@ from gardien.deps import State
 from gardien.forms.jobs import send_due
 from gardien.forms.models import OutboxMessage
 from gardien.register.schema import Register
-from gardien.rights import recipients
+from gardien.retention.service import run_retention
+from gardien.rights import recipients, restriction
 from gardien.rights.models import RightsCase
 from gardien.rights.recipients import RightsRecipientNotice
-from gardien.rights.service import Desk
+from gardien.rights.service import Desk, close_case
 from gardien.security.audit import Actor
 from gardien.security.models import AuditEntry
 from gardien.storage.clock import FrozenClock
 from gardien.storage.database import unit_of_work
+from gardien.storage.restriction import is_restricted
 from tests.cli.test_commands import env_of
 from tests.rights.conftest import EMAIL, Seeded
 from tests.rights.test_restriction import REF, kinds, post, verified_case
@@ -185,3 +187,48 @@ def test_the_evidence_pack_of_a_case_and_of_the_system(
     ):
         failed = runner.invoke(app, ["rights", "evidence", *bad], env=env)
         assert failed.exit_code == 2, (bad, failed.output)
+
+
+def test_a_case_that_still_restricts_outlives_its_period_and_goes_with_its_messages_once_lifted(
+    client: TestClient, state: State, clock: FrozenClock, seeded: Seeded
+) -> None:
+    REF[0] = reference = verified_case(state, seeded)
+    desk = Desk(with_contact(state.register), state.providers)
+    with unit_of_work(state.sessions) as session:
+        case = session.scalars(select(RightsCase).where(RightsCase.reference == reference)).one()
+        restriction.restrict(session, desk, case, now=clock.now(), actor=AGENT)
+        recipients.notify(
+            session,
+            desk,
+            case,
+            "restriction",
+            base_url="https://g.example",
+            now=clock.now(),
+            actor=AGENT,
+        )
+        close_case(session, case, clock.now(), AGENT, "restricted")
+        told = [n.outbox_id for n in recipients.of_case(session, case) if n.outbox_id]
+    assert told
+    clock.advance(dt.timedelta(days=3 * 365 + 10))
+    run_retention(state.sessions, state.register, state.stores, clock)
+    with state.sessions() as session:
+        assert session.scalar(select(RightsCase.id).where(RightsCase.reference == reference))
+        assert is_restricted(session, "contact_forms", email=EMAIL)
+    with unit_of_work(state.sessions) as session:
+        case = session.scalars(select(RightsCase).where(RightsCase.reference == reference)).one()
+        case.status = "open"  # the agent reopens it to tell the person and lift
+        restriction.announce_lift(
+            session, desk, case, "Your restriction ends.", now=clock.now(), actor=AGENT
+        )
+        restriction.lift(session, desk, case, now=clock.now(), actor=AGENT)
+        close_case(session, case, clock.now() - dt.timedelta(days=3 * 365 + 5), AGENT, "lifted")
+    run_retention(state.sessions, state.register, state.stores, clock)
+    with state.sessions() as session:
+        assert (
+            session.scalar(select(RightsCase.id).where(RightsCase.reference == reference)) is None
+        )
+        assert (
+            session.scalars(select(OutboxMessage.id).where(OutboxMessage.id.in_(told))).all() == []
+        )
+        assert session.scalars(select(RightsRecipientNotice.id)).all() == []
+        assert not is_restricted(session, "contact_forms", email=EMAIL)

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gardien.forms.models import DisclosureEntry, OutboxMessage
@@ -106,6 +106,15 @@ def remove_cases(session: Session, ids: list[int]) -> int:
     outbox_ids = select(RightsNotice.outbox_id).where(RightsNotice.case_id.in_(ids))
     _forget_messages(session, outbox_ids)
     session.execute(delete(RightsNotice).where(RightsNotice.case_id.in_(ids)))
+    # The messages that told recipients (Art. 19) name the person: they go too, with the
+    # restriction records and the notifications (imported here: they import this module).
+    from gardien.rights.recipients import RightsRecipientNotice
+    from gardien.storage.restriction import SubjectRestriction
+
+    told = select(RightsRecipientNotice.outbox_id).where(RightsRecipientNotice.case_id.in_(ids))
+    _forget_messages(session, told)
+    session.execute(delete(RightsRecipientNotice).where(RightsRecipientNotice.case_id.in_(ids)))
+    session.execute(delete(SubjectRestriction).where(SubjectRestriction.case_id.in_(ids)))
     for table in (RightsDownload, RightsDocument):
         for path in session.scalars(
             select(table.path).where(table.case_id.in_(ids), table.path.is_not(None))
@@ -261,6 +270,17 @@ def tombstone_directives(session: Session, subject: SubjectIdentity) -> list[int
     return ids
 
 
+def not_restricting() -> ColumnElement[bool]:
+    """Cases with no active restriction or upheld objection: a case that still restricts
+    processing is kept past its period, so a purge never lifts one without the notice
+    (Art. 18(3)); lifting it lets the next run delete the case."""
+    from gardien.storage.restriction import SubjectRestriction
+
+    return ~exists().where(
+        SubjectRestriction.case_id == RightsCase.id, SubjectRestriction.lifted_at.is_(None)
+    )
+
+
 class RightsCaseStore:
     """Closed case files past the register's period are deleted with their timeline."""
 
@@ -276,7 +296,11 @@ class RightsCaseStore:
             session.scalar(
                 select(func.count())
                 .select_from(RightsCase)
-                .where(RightsCase.closed_at.is_not(None), RightsCase.closed_at < cutoff)
+                .where(
+                    RightsCase.closed_at.is_not(None),
+                    RightsCase.closed_at < cutoff,
+                    not_restricting(),
+                )
             )
             or 0
         )
@@ -298,5 +322,6 @@ class RightsCaseStore:
             cutoff,
             limit,
             RightsCase.closed_at.is_not(None),
+            not_restricting(),
         )
         return remove_cases(session, ids)
