@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from gardien.analytics.store import AnalyticsHitStore, AnalyticsProvider
 from gardien.backup import journal
+from gardien.backup.service import BackupStore
 from gardien.config import Settings
 from gardien.consent.store import ConsentProvider, ConsentRecordStore
 from gardien.deps import State
@@ -34,9 +35,11 @@ from gardien.storage.subjects import ProviderRegistry, SubjectProvider
 from gardien.web.templating import make_environments
 
 
-def domain_stores() -> list[RetentionStore]:
-    """Every domain's retention store; later capabilities append theirs here."""
+def domain_stores(settings: Settings | None = None) -> list[RetentionStore]:
+    """Every domain's retention store; later capabilities append theirs here. The backups'
+    store reads the catalogue in ``DATA_DIR`` (none without settings: ``register check``)."""
     return [
+        BackupStore(settings.data_dir if settings else None),
         AuditStore(),
         ConnectionLogStore(),
         AdminAccountStore(),
@@ -82,7 +85,7 @@ def build_state(
         register=register,
         clock=clock,
         templates=make_environments(register.languages.available),
-        stores=stores or StoreRegistry(domain_stores(), rights_jobs.sweeps()),
+        stores=stores or StoreRegistry(domain_stores(settings), rights_jobs.sweeps()),
         providers=providers or ProviderRegistry(domain_providers()),
         keys=KeyStore(settings, sessions, clock),
         writer=GroupCommit(engine),

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from gardien.analytics.models import AnalyticsSalt
 from gardien.backup import archive
 from gardien.backup.journal import FILE_NAME, ErasureJournal
-from gardien.backup.service import create, needed_masters, purge, read_catalogue
+from gardien.backup.service import create, needed_masters, read_catalogue
 from gardien.cli.main import app
 from gardien.forms.models import FormSubmission
 from gardien.forms.provider import EMAIL_INDEX
@@ -205,20 +205,15 @@ def test_wrong_keys_file_exits_2_and_leaves_the_database_alone(
     assert submissions_of(seeded, "someone.else@example.org") == 1
 
 
-def _with_backups_section(person: Seeded, period: str) -> None:
-    path = person.state.settings.register_file
-    path.write_text(path.read_text() + f"\nbackups:\n  retention: {period}\n")
-
-
-def test_backups_older_than_the_register_period_are_purged_with_a_receipt(
+def test_backups_older_than_the_register_period_are_purged_by_retention_with_a_receipt(
     seeded: Seeded,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    from gardien.register.loader import load_register
+    from gardien.retention.service import run_retention
 
-    _with_backups_section(seeded, "P30D")
     state = seeded.state
-    state.register = load_register(state.settings.register_file)
+    [activity] = [a for a in state.register.activities if a.storage == "backup"]
+    assert activity.retention.period == "P35D"  # the seed register's promise
     clock = state.clock
     assert isinstance(clock, FrozenClock)
     first = create(state, tmp_path / "b")
@@ -228,36 +223,25 @@ def test_backups_older_than_the_register_period_are_purged_with_a_receipt(
     state.keys.rotate_master()
     assert state.keys.prune_masters(needed_masters(state.settings)) == []
     assert old_master in read_keys(state.settings).masters
-    clock.advance(dt.timedelta(days=11))
+    clock.advance(dt.timedelta(days=16))
     second = create(state, tmp_path / "b")
-    done = purge(state)
-    assert done.removed == [first.header.id] and done.kept == 1
+
+    results = run_retention(state.sessions, state.register, state.stores, state.clock)
+
+    [result] = [r for r in results if r.activity == activity.id]
+    assert (result.outcome.value, result.rows) == ("purged", 1)
     assert not first.path.exists() and second.path.exists()
     assert [e["id"] for e in read_catalogue(state.settings)] == [second.header.id]
     with state.sessions() as session:
-        [receipt] = session.scalars(select(PurgeReceipt).where(PurgeReceipt.activity == "backups"))
-    assert (receipt.rows_affected, receipt.period, receipt.status) == (1, "P30D", "purged")
+        [receipt] = session.scalars(
+            select(PurgeReceipt).where(PurgeReceipt.activity == activity.id)
+        )
+    assert (receipt.rows_affected, receipt.period, receipt.status) == (1, "P35D", "purged")
     # No retained backup needs the old master any more: the next cleanup forgets it.
     assert state.keys.prune_masters(needed_masters(state.settings)) == [old_master]
     assert old_master not in read_keys(state.settings).masters
-
-
-def test_backups_section_is_validated_strictly(register_path: Path) -> None:
-    original = register_path.read_text()
-    for bad, reason in (
-        ("retention: P0D", "P0D"),
-        ("retention: 30", "retention"),
-        ("retention: PT1H", "at least one day"),
-        ("period: P30D", "period"),
-    ):
-        register_path.write_text(original + f"\nbackups:\n  {bad}\n")
-        result = runner.invoke(app, ["register", "check", str(register_path)])
-        assert result.exit_code == 2, (bad, result.output)
-        assert "backups" in result.output and reason in result.output, result.output
-        line = len(original.splitlines()) + 3
-        assert f":{line}" in result.output or f":{line - 1}" in result.output, result.output
-    register_path.write_text(original + "\nbackups:\n  retention: P3M\n")
-    assert runner.invoke(app, ["register", "check", str(register_path)]).exit_code == 0
+    # The second backup, under the new master, still opens.
+    assert _snapshot_bytes(seeded, second.path)
 
 
 def test_journal_survives_restore_and_holds_only_blind_indexes(

@@ -1,5 +1,6 @@
 """Backups as the operator runs them: create, restore with the journal replayed, purge by the
-register's period, and which retired master keys old backups still need.
+register's ``backups`` activity (``storage: backup``), and which retired master keys old
+backups still need.
 
 The catalogue (``DATA_DIR/backup-catalog.json``) lists the backups this installation wrote and
 has not purged, wherever they were copied since: a retired master key is kept while any of them
@@ -18,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from gardien.backup import archive
 from gardien.backup.journal import FILE_NAME, ErasureJournal
 from gardien.backup.replay import Reapplied, reapply
 from gardien.config import Settings
 from gardien.deps import State
-from gardien.register.durations import parse_period
-from gardien.register.schema import Register
-from gardien.retention.models import PurgeReceipt
+from gardien.register.schema import RetentionAction, RetentionTrigger
 from gardien.security import audit
 from gardien.security.crypto import ring
 from gardien.security.keys import read_keys
@@ -33,8 +34,6 @@ from gardien.storage.database import unit_of_work
 
 CATALOGUE = "backup-catalog.json"
 PENDING = "restore-pending.json"
-ACTIVITY = "backups"
-STORE = "backup_files"
 
 
 def default_dir(settings: Settings) -> Path:
@@ -49,7 +48,11 @@ def journal_of(settings: Settings) -> ErasureJournal:
 
 
 def read_catalogue(settings: Settings) -> list[dict[str, Any]]:
-    path = settings.data_dir / CATALOGUE
+    return _catalogue_at(settings.data_dir)
+
+
+def _catalogue_at(data_dir: Path) -> list[dict[str, Any]]:
+    path = data_dir / CATALOGUE
     try:
         entries = json.loads(path.read_text())
     except FileNotFoundError:
@@ -199,61 +202,49 @@ def finish_restore(state: State) -> RestoreReport | None:
 # -- retention of backups ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PurgedBackups:
-    period: str | None
-    removed: list[str]
-    kept: int
+class BackupStore:
+    """The register's ``storage: backup``: the backups in the catalogue, deleted once older than
+    the activity's period (trigger ``created``), so ``gardien retention run`` purges them and
+    leaves its receipt like any other store's, and the policy states the period the register
+    gives, like every other."""
 
+    store_id = "backup"
+    triggers = frozenset({RetentionTrigger.created, RetentionTrigger.collected})
+    actions = frozenset({RetentionAction.delete})
 
-def purge(state: State) -> PurgedBackups:
-    """Delete the backups older than the register's ``backups.retention`` (files and catalogue
-    entries) and leave a purge receipt; without the section nothing is purged."""
-    section = state.register.backups
-    if section is None:
-        return PurgedBackups(None, [], len(read_catalogue(state.settings)))
-    started = state.clock.now()
-    cutoff = parse_period(section.retention).before(started)
-    kept, removed = [], []
-    for entry in read_catalogue(state.settings):
-        if dt.datetime.fromisoformat(entry["created_at"]) < cutoff:
+    def __init__(self, data_dir: Path | None) -> None:
+        self.data_dir = data_dir
+
+    def _entries(self) -> list[dict[str, Any]]:
+        if self.data_dir is None:
+            return []
+        return _catalogue_at(self.data_dir)
+
+    def oldest(self, session: Session, trigger: RetentionTrigger) -> dt.datetime | None:
+        return min((_created(e) for e in self._entries()), default=None)
+
+    def count_due(self, session: Session, trigger: RetentionTrigger, cutoff: dt.datetime) -> int:
+        return sum(1 for e in self._entries() if _created(e) < cutoff)
+
+    def purge_chunk(
+        self,
+        session: Session,
+        trigger: RetentionTrigger,
+        action: RetentionAction,
+        cutoff: dt.datetime,
+        limit: int,
+    ) -> int:
+        if action is not RetentionAction.delete or self.data_dir is None:
+            raise ValueError(f"backups cannot {action}")
+        entries = self._entries()
+        due = [e for e in entries if _created(e) < cutoff][:limit]
+        for entry in due:
             Path(entry["path"]).unlink(missing_ok=True)
-            removed.append(str(entry["id"]))
-        else:
-            kept.append(entry)
-    _write_json(state.settings.data_dir / CATALOGUE, kept)
-    finished = state.clock.now()
-    with unit_of_work(state.sessions) as session:
-        session.add(
-            PurgeReceipt(
-                run_id=f"backups-{started:%Y%m%dT%H%M%S}",
-                activity=ACTIVITY,
-                store=STORE,
-                action="delete",
-                period=section.retention,
-                trigger="created",
-                cutoff=cutoff,
-                status="purged" if removed else "nothing_to_purge",
-                rows_affected=len(removed),
-                chunks=1 if removed else 0,
-                started_at=started,
-                finished_at=finished,
-                duration_ms=int((finished - started).total_seconds() * 1000),
-                note=None,
-            )
-        )
-        if removed:
-            audit.record(
-                session,
-                audit.Actor.system("retention"),
-                "retention.delete",
-                finished,
-                target_type="backup",
-                target_id=ACTIVITY,
-                reason=f"{len(removed)} backups older than {cutoff:%F}",
-            )
-    return PurgedBackups(section.retention, removed, len(kept))
+        if due:
+            gone = {e["id"] for e in due}
+            _write_json(self.data_dir / CATALOGUE, [e for e in entries if e["id"] not in gone])
+        return len(due)
 
 
-def backups_period(register: Register) -> str | None:
-    return register.backups.retention if register.backups else None
+def _created(entry: dict[str, Any]) -> dt.datetime:
+    return dt.datetime.fromisoformat(str(entry["created_at"]))

@@ -753,25 +753,6 @@ def backup_restore(
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
-@backup_app.command("purge")
-def backup_purge() -> None:
-    """Delete the backups older than the register's backups.retention, with a receipt."""
-    from gardien.backup.archive import BackupError
-    from gardien.backup.service import purge
-
-    with running() as state:
-        try:
-            purged = purge(state)
-        except BackupError as exc:
-            fail(str(exc))
-    if purged.period is None:
-        out().print("the register has no backups section: no backup is purged")
-        return
-    out().print(
-        f"{len(purged.removed)} backups older than {purged.period} deleted, {purged.kept} kept"
-    )
-
-
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 

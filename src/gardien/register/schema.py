@@ -368,12 +368,6 @@ class PolicySection(Strict):
     updates: Text
 
 
-class BackupsSection(Strict):
-    retention: Duration
-    """How long an encrypted backup is kept (ISO 8601, e.g. ``P30D``); ``gardien backup purge``
-    deletes older ones with a receipt, and the policy states the period."""
-
-
 class Register(Strict):
     operator: Operator
     hosting: Hosting
@@ -387,4 +381,3 @@ class Register(Strict):
     forms: list[FormSpec] = Field(default_factory=list)
     sites: list[Site] = Field(default_factory=list)
     rights: RightsSection
-    backups: BackupsSection | None = None

@@ -440,16 +440,3 @@ def rule_problems(register: Register, located: Located) -> Iterator[Problem]:
     yield from _rights_problems(register, located)
     yield from _form_problems(register, located)
     yield from _site_problems(register, located)
-    yield from _backup_problems(register, located)
-
-
-def _backup_problems(register: Register, located: Located) -> Iterator[Problem]:
-    if register.backups is None:
-        return
-    try:
-        period = parse_period(register.backups.retention)
-    except DurationError as exc:
-        yield located.problem(("backups", "retention"), str(exc))
-        return
-    if period.approx_days < 1:
-        yield located.problem(("backups", "retention"), "must be at least one day")
