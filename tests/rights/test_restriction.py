@@ -126,6 +126,7 @@ def test_a_restriction_holds_mail_leaves_exports_stops_hits_and_is_lifted_after_
     REF[0] = reference = verified_case(state, seeded)
     agent = signed_in(client, state, clock, "agent@example.org", "agent")
     base = f"/admin/rights/{reference}"
+    assert f'href="{base}/restriction"' in agent.client.get(base).text
     track(tracker, state, clock, seeded.consent_id)
     before = hits_of(state)
     assert before >= 1
