@@ -108,6 +108,10 @@ def test_cross_site_requests_are_refused(client: TestClient, seeded: Seeded) -> 
     assert cases(state) == []
     assert consent_records(state, seeded.consent_id) == 2
     assert hits(state, ANA_VISITOR) == 2
+    # The register's own site, as a browser names it behind the operator's reverse proxy.
+    proxied = {**held, "X-Gardien-Self-Service": "1", "Origin": "https://www.cegedim-rx.ro"}
+    assert client.post(EXPORT, headers=proxied).status_code == 200
+    assert len(cases(state)) == 1
 
 
 def test_export_holds_what_the_cookies_prove_and_opens_a_case(

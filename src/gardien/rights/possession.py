@@ -175,7 +175,10 @@ def self_service_erase(state: State, held: Possession, language: str) -> dict[st
         )
 
 
-def _same_origin(request: Request) -> None:
+def _same_origin(request: Request, site_hosts: set[str]) -> None:
+    """Refuse what a page of another origin could make the browser send. ``site_hosts``: the
+    register's site hostnames, the origin a browser names when a reverse proxy hands Gardien
+    another ``Host``."""
     if request.headers.get(HEADER) != "1":
         raise CrossSite(
             N_("this request must come from the cookie panel (%(header)s header)"),
@@ -185,12 +188,16 @@ def _same_origin(request: Request) -> None:
     if fetch_site is not None and fetch_site != "same-origin":
         raise CrossSite(N_("this request must come from the site's own pages"))
     origin = request.headers.get("origin")
-    if origin is not None and (origin == "null" or urlsplit(origin).netloc != request.url.netloc):
+    if origin is not None and (
+        origin == "null"
+        or urlsplit(origin).netloc != request.url.netloc
+        and urlsplit(origin).hostname not in site_hosts
+    ):
         raise CrossSite(N_("this request must come from the site's own pages"))
 
 
-def _held(request: Request) -> Possession:
-    _same_origin(request)
+def _held(state: State, request: Request) -> Possession:
+    _same_origin(request, {host for site in state.register.sites for host in site.hostnames})
     held = possession_of(request.cookies)
     if held is None:
         raise NoPossession(
@@ -208,7 +215,7 @@ def _held(request: Request) -> Possession:
     responses={200: {"content": {"application/zip": {}}}},
 )
 async def possession_export(state: AppState, request: Request) -> Response:
-    held = _held(request)
+    held = _held(state, request)
     language = language_of(state, request)
     reference, package = await run_in_threadpool(self_service_export, state, held, language)
     if package.failures:
@@ -229,7 +236,7 @@ async def possession_export(state: AppState, request: Request) -> Response:
     summary="Erase the data bound to this browser's consent and visitor cookies",
 )
 async def possession_erase(state: AppState, request: Request) -> JSONResponse:
-    held = _held(request)
+    held = _held(state, request)
     language = language_of(state, request)
     receipt = await run_in_threadpool(self_service_erase, state, held, language)
     response = JSONResponse(receipt, status_code=200 if receipt["complete"] else 503)
