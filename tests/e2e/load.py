@@ -76,7 +76,7 @@ class Load:
         token = secrets.token_hex(8)
         if kind == "hit":
             page = PAGE + token
-            params = {"idsite": 1, "rec": 1, "url": page, "action_name": token}
+            params = {"idsite": "1", "rec": "1", "url": page, "action_name": token}
             answer = client.get("/matomo.php", params=params)
             self._note(answer.status_code, Acknowledged(kind, page, token))
         elif kind == "consent":
