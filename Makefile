@@ -50,6 +50,13 @@ test: lint typecheck pytest
 bench: install
 	$(BIN)/python -m bench
 
+# The hostile-input suite with many more examples per operation than `make test` runs.
+fuzz: install postgres
+	GARDIEN_FUZZ_EXAMPLES=$${GARDIEN_FUZZ_EXAMPLES:-100} \
+	GARDIEN_TEST_POSTGRES_URL=$${GARDIEN_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
+	  $(BIN)/pytest -n 2 -q tests/security/test_hostile_input.py tests/analytics/test_fuzz.py \
+	  tests/register/test_properties.py
+
 # The consent banner's minified files are committed, so only this target needs Node and npm.
 assets:
 	cd tools/assets && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
