@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 Text = dict[str, str]
 """Translatable text: a mapping of language code to text, e.g. ``{en: ..., fr: ..., ro: ...}``."""
@@ -334,6 +335,17 @@ class Site(Strict):
     """Treat a browser's ``DNT: 1`` like an opt-out (Global Privacy Control always is)."""
 
 
+def _time_zone(name: str) -> str:
+    """An IANA time zone name the system knows (``Europe/Bucharest``, ``Europe/Paris``)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name[:60]!r}: give an IANA name such as Europe/Bucharest"
+        ) from None
+    return name
+
+
 class RightsSection(Strict):
     channels: list[Channel] = Field(min_length=1)
     email: str
@@ -356,6 +368,10 @@ class RightsSection(Strict):
     identity_document_max_days: int = Field(default=7, ge=1, le=30, strict=True)
     """The longest an identity document (asked on a recorded doubt) is kept: it is deleted as
     soon as the verification decision is taken, and at the latest after this many days."""
+    time_zone: Annotated[str, AfterValidator(_time_zone)] = "Europe/Bucharest"
+    """The IANA time zone where the controller receives requests: a request's day of receipt,
+    from which its deadline runs (Reg. 1182/71 Art. 3(1)), is the date on this zone's clock
+    (a request made at 23:30 in Bucharest is received that day, not the next UTC day)."""
     verification_window_days: int = Field(default=30, ge=1, le=90, strict=True)
     """A portal request never confirmed with its one-time code is closed, and its identifiers
     erased, this many days after it was received."""

@@ -87,7 +87,7 @@ def queue(
     start: Annotated[dt.date | None, Query(alias="from")] = None,
     end: Annotated[dt.date | None, Query(alias="to")] = None,
 ) -> HTMLResponse:
-    today = state.clock.now().date()
+    today = casework.today(state.register, state.clock.now())
     chosen = repository.QueueFilter(
         status=_choice(status, STATUSES, "status"),
         right=_choice(right, tuple(offered(state.register)), "right"),
@@ -167,7 +167,7 @@ def _intake_page(
     values: dict[str, object] | None = None,
 ) -> HTMLResponse:
     """The intake form; after a refusal, with its reason and what was typed (not the file)."""
-    today = state.clock.now().date().isoformat()
+    today = casework.today(state.register, state.clock.now()).isoformat()
     return page(
         state,
         request,
@@ -370,11 +370,11 @@ def case_view(
         rights=rights_of(case),
         subject=subject_of(case),
         verified=casework.is_verified(case),
-        days_left=casework.days_left(case, now.date()),
+        days_left=casework.days_left(case, casework.today(register, now)),
         one_month_due=casework.one_month_due(register, case),
         may_extend=case.status == "open"
         and case.extended_on is None
-        and now.date() <= casework.one_month_due(register, case),
+        and casework.today(register, now) <= casework.one_month_due(register, case),
         events=_steps(db, case),
         acknowledged=notify.acknowledged(db, case),
         document=documents.pending_document(db, case),

@@ -16,6 +16,7 @@ import hashlib
 import json
 import unicodedata
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,7 @@ from gardien.errors import N_, BadRequest, Conflict
 from gardien.register.schema import Register
 from gardien.rights import answers as drafts
 from gardien.rights import notify, repository
-from gardien.rights.deadlines import EXTENDED_MONTHS, ONE_MONTH, can_extend, due_date
+from gardien.rights.deadlines import EXTENDED_MONTHS, ONE_MONTH, can_extend, due_date, local_day
 from gardien.rights.models import RightsAnswer, RightsAttachment, RightsCase
 from gardien.rights.portal import rights_of
 from gardien.rights.service import Desk, add_event, close_case, open_case
@@ -89,9 +90,20 @@ def by_days_left(due_dates: list[dt.date], today: dt.date) -> list[tuple[str, in
     return list(counts.items())
 
 
+def received_day(register: Register, case: RightsCase) -> dt.date:
+    """The day the request was received on the controller's clock (``rights.time_zone``),
+    from which its deadline runs."""
+    return local_day(case.received_at, register.rights.time_zone)
+
+
+def today(register: Register, now: dt.datetime) -> dt.date:
+    """Today on the controller's clock: what a deadline's days left are counted from."""
+    return local_day(now, register.rights.time_zone)
+
+
 def one_month_due(register: Register, case: RightsCase) -> dt.date:
     """The ordinary due date, the last day an extension may be notified (Art. 12(3))."""
-    return due_date(case.received_at.date(), register.rights.holidays_country, ONE_MONTH)
+    return due_date(received_day(register, case), register.rights.holidays_country, ONE_MONTH)
 
 
 def extended_due(register: Register, case: RightsCase, further: int = 2) -> dt.date:
@@ -101,7 +113,7 @@ def extended_due(register: Register, case: RightsCase, further: int = 2) -> dt.d
         raise BadRequest(N_("a deadline is extended by one or two further months"))
     months = ONE_MONTH + further
     assert months <= EXTENDED_MONTHS
-    return due_date(case.received_at.date(), register.rights.holidays_country, months)
+    return due_date(received_day(register, case), register.rights.holidays_country, months)
 
 
 def _trace(session: Session, case: RightsCase, now: dt.datetime, actor: Actor, action: str) -> None:
@@ -148,7 +160,7 @@ def record_letter(
     that day), or link it to the same request already open; attach the scanned letter."""
     if letter.channel not in INTAKE_CHANNELS:
         raise BadRequest(N_("choose how the request arrived"))
-    if letter.received > now.date():
+    if letter.received > today(desk.register, now):
         raise BadRequest(N_("the date of receipt cannot be in the future"))
     if not letter.email and not letter.phone:
         raise BadRequest(N_("give at least an e-mail address or a phone number"))
@@ -156,7 +168,9 @@ def record_letter(
     case = repository.open_duplicate(session, rights, letter.email, letter.phone)
     linked = case is not None
     if case is None:
-        received = dt.datetime.combine(letter.received, dt.time(12), dt.UTC)
+        # noon on the controller's clock: the day of receipt is the same on every clock
+        office = ZoneInfo(desk.register.rights.time_zone)
+        received = dt.datetime.combine(letter.received, dt.time(12), office).astimezone(dt.UTC)
         case = open_case(
             session,
             desk,
@@ -369,7 +383,7 @@ def extend(
     if case.extended_on is not None:
         raise Conflict(N_("the deadline was already extended"))
     country = register.rights.holidays_country
-    if not can_extend(case.received_at.date(), now.date(), country):
+    if not can_extend(received_day(register, case), today(register, now), country):
         raise Conflict(
             N_(
                 "an extension must be notified within the first month, which ended on "
@@ -383,7 +397,7 @@ def extend(
     text = text.replace(drafts.DUE_MARK, drafts.long_date(new_due, case.language))
     before = case.due_at
     case.due_at = new_due
-    case.extended_on = now.date()
+    case.extended_on = today(register, now)
     answer = record_answer(session, register, case, "extension", text, now=now, actor=actor)
     add_event(
         session,
@@ -453,6 +467,6 @@ def draft(register: Register, case: RightsCase, kind: str) -> str:
         reference=case.reference,
         rights=rights_of(case),
         language=case.language,
-        received=case.received_at.date(),
+        received=received_day(register, case),
         due=case.due_at,
     )

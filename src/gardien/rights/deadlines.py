@@ -35,6 +35,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import holidays
 
@@ -79,6 +80,21 @@ class Deadline:
     """The legal due date: ``nominal``, or the next working day when it is not one."""
     skipped: tuple[NonWorkingDay, ...]
     """The non-working days rolled over, from ``nominal`` up to the day before ``due``."""
+
+
+DEFAULT_TIME_ZONE = "Europe/Bucharest"
+"""The seed operator's office clock; a register chooses another (``rights.time_zone``)."""
+
+
+def local_day(moment: dt.datetime, time_zone: str = DEFAULT_TIME_ZONE) -> dt.date:
+    """The date of ``moment`` on the controller's clock: a request received at 23:30 in
+    Bucharest (21:30 UTC in winter) is received that day, and one received at 00:30 there
+    (22:30 UTC the day before) the next day. The period runs from the day of receipt (Reg.
+    1182/71 Art. 3(1)), as the controller lives it, not from a UTC date. A naive ``moment``
+    is read as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(ZoneInfo(time_zone)).date()
 
 
 def add_months(start: dt.date, months: int) -> dt.date:

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from gardien.errors import N_, BadRequest
 from gardien.register.schema import Register
-from gardien.rights.deadlines import EXTENDED_MONTHS, ONE_MONTH, counted_pause, due_date
+from gardien.rights.deadlines import EXTENDED_MONTHS, ONE_MONTH, counted_pause, due_date, local_day
 from gardien.rights.exchange import RightsDocument, RightsDownload, RightsNotice, shred
 from gardien.rights.models import RightsCase
 from gardien.rights.service import AccessPackage, add_event
@@ -413,7 +413,8 @@ def _pause_clock(session: Session, case: RightsCase, register: Register, now: dt
     if not paused:
         return
     months = EXTENDED_MONTHS if case.extended_on else ONE_MONTH
-    due = due_date(case.received_at.date(), rights.holidays_country, months, paused)
+    received = local_day(case.received_at, rights.time_zone)
+    due = due_date(received, rights.holidays_country, months, paused)
     if due != case.due_at:
         case.due_at = due
         add_event(

@@ -41,6 +41,7 @@ from gardien.i18n import translator
 from gardien.register.schema import Register
 from gardien.rights import documents
 from gardien.rights.answers import complaint_block, judicial_remedy
+from gardien.rights.deadlines import local_day
 from gardien.rights.documents import Offered
 from gardien.rights.exchange import RightsNotice
 from gardien.rights.models import RightsAnswer, RightsCase
@@ -329,7 +330,8 @@ class Facts:
     channel: str
     reference: str
     language: str
-    received: dt.date
+    received: dt.datetime
+    """When the request was received (UTC); its day is read on the register's clock."""
     rights: tuple[str, ...]
     receipt: dict[str, Any] | None
     params: dict[str, Any]
@@ -349,7 +351,7 @@ def facts_of(session: Session, case: RightsCase, notice: RightsNotice) -> Facts:
         channel=notice.channel,
         reference=case.reference,
         language=case.language,
-        received=case.received_at.date(),
+        received=case.received_at,
         rights=tuple(r for r in case.rights.split(",") if r),
         receipt=json.loads(case.receipt) if case.receipt else None,
         params=params,
@@ -400,7 +402,7 @@ def paragraphs(facts: Facts, register: Register, base_url: str) -> list[str]:
             )
             % {
                 "reference": facts.reference,
-                "received": _day(facts.received, language),
+                "received": _day(local_day(facts.received, register.rights.time_zone), language),
                 "due": _day(params["due"], language),
             },
             str(

@@ -34,6 +34,7 @@ from gardien.i18n import translator
 from gardien.rights import documents, notify, portal, withdrawal
 from gardien.rights.admin_identity import router as identity_router
 from gardien.rights.admin_restriction import router as restriction_router
+from gardien.rights.deadlines import local_day
 from gardien.rights.exchange import RightsDocument
 from gardien.rights.models import RightsCase
 from gardien.rights.service import Desk
@@ -268,7 +269,11 @@ def _verify(state: State, reference: str, code: str) -> tuple[portal.Verificatio
             withdrawal.on_verified(
                 session, Desk(state.register, state.providers), result.case, now=now
             )
-        summary = _summary(session, result.case) if result.case is not None else {}
+        summary = (
+            _summary(session, result.case, state.register.rights.time_zone)
+            if result.case is not None
+            else {}
+        )
     return result, summary
 
 
@@ -304,12 +309,12 @@ def _required(state: State, language: str) -> str:
 # -- status -----------------------------------------------------------------------------------
 
 
-def _summary(session: Session, case: RightsCase) -> dict[str, Any]:
+def _summary(session: Session, case: RightsCase, time_zone: str) -> dict[str, Any]:
     """What the status page shows: nothing personal beyond the rights the person asked."""
     document = documents.pending_document(session, case)
     return {
         "reference": case.reference,
-        "received": case.received_at.date(),
+        "received": local_day(case.received_at, time_zone),
         "due": case.due_at,
         "rights": list(portal.rights_of(case)),
         "status": "identity" if document is not None else portal.status_of(case),
@@ -352,7 +357,9 @@ def _status_page(
 def _find(state: State, reference: str, token: str) -> dict[str, Any] | None:
     with state.sessions() as session:
         case = portal.case_for_token(session, secret=state.secret, reference=reference, token=token)
-        return _summary(session, case) if case is not None else None
+        return (
+            _summary(session, case, state.register.rights.time_zone) if case is not None else None
+        )
 
 
 @router.get("/rights/status/{reference}", response_class=HTMLResponse, summary="A request's status")

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from gardien.backup import journal
 from gardien.register.schema import ARTICLE_6, Activity, LegalBasis, Register, Text
-from gardien.rights.deadlines import due_date
+from gardien.rights.deadlines import due_date, local_day
 from gardien.rights.models import RightsCase, RightsEvent
 from gardien.rights.provider import normalised_consent_id
 from gardien.security.audit import Actor, record
@@ -109,7 +109,10 @@ def open_case(
         status="open",
         language=language,
         received_at=received or now,
-        due_at=due_date((received or now).date(), desk.register.rights.holidays_country),
+        due_at=due_date(
+            local_day(received or now, desk.register.rights.time_zone),
+            desk.register.rights.holidays_country,
+        ),
         email=subject.email,
         email_index=_index(subject.email, "email_index"),
         phone=subject.phone,
@@ -480,7 +483,8 @@ def render_html(
         "table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #999;"
         "padding:.2em .4em;text-align:left;vertical-align:top}</style></head><body>",
         f"<h1>Your personal data held by {e(register.operator.legal_name)}</h1>",
-        f"<p>Case {e(case.reference)}, received {e(case.received_at.date().isoformat())}, "
+        f"<p>Case {e(case.reference)}, received "
+        f"{e(local_day(case.received_at, register.rights.time_zone).isoformat())}, "
         f"answered {e(now.date().isoformat())}. The same data are in <code>data.json</code> "
         "and in the CSV files of this archive.</p>",
     ]
