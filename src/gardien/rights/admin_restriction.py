@@ -259,11 +259,12 @@ Token = Annotated[str, Query(min_length=20, max_length=100)]
 def ack_form(state: AppState, token: Token) -> HTMLResponse:
     language = state.register.languages.default
     _ = translator(language).gettext
+    button = html.escape(_("I confirm we applied it"))
     return _ack_page(
         language,
         f'<form method="post" action="{recipients.ACK_PATH}">'
         f'<input type="hidden" name="token" value="{html.escape(token)}">'
-        f'<button type="submit">{html.escape(_("I confirm we applied it"))}</button></form>',
+        f'<button type="submit">{button}</button></form>',
     )
 
 
@@ -274,6 +275,5 @@ def ack(
     language = state.register.languages.default
     _ = translator(language).gettext
     recipients.acknowledge(db, token, state.clock.now())
-    return _ack_page(
-        language, f"<p>{html.escape(_('Thank you: your acknowledgement is recorded.'))}</p>"
-    )
+    thanks = html.escape(_("Thank you: your acknowledgement is recorded."))
+    return _ack_page(language, f"<p>{thanks}</p>")

@@ -57,6 +57,10 @@ def _when(value: dt.datetime | dt.date | None) -> str:
     return value.isoformat()
 
 
+def _h2(title: str) -> str:
+    return f"<h2>{_e(title)}</h2>"
+
+
 def _table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
     head = "".join(f'<th scope="col">{_e(h)}</th>' for h in headers)
@@ -84,7 +88,7 @@ def case_pack(session: Session, case: RightsCase, *, now: dt.datetime, language:
     met = deadline_met(case, now.date())
     verdict = {True: _("met"), False: _("missed"), None: _("open, still in time")}[met]
     sections = [
-        f"<h2>{_e(_('Request'))}</h2>"
+        _h2(_("Request"))
         + _table(
             (_("Field"), _("Value")),
             [
@@ -103,7 +107,7 @@ def case_pack(session: Session, case: RightsCase, *, now: dt.datetime, language:
                 ),
             ],
         ),
-        f"<h2>{_e(_('Verification'))}</h2>"
+        _h2(_("Verification"))
         + _table(
             (_("Field"), _("Value")),
             [
@@ -111,7 +115,7 @@ def case_pack(session: Session, case: RightsCase, *, now: dt.datetime, language:
                 (_e(_("Verified by an agent on")), _e(case.verification_basis or "—")),
             ],
         ),
-        f"<h2>{_e(_('Timeline'))}</h2>"
+        _h2(_("Timeline"))
         + _table(
             (_("When"), _("Who"), _("What"), _("Detail")),
             [
@@ -123,7 +127,7 @@ def case_pack(session: Session, case: RightsCase, *, now: dt.datetime, language:
                 )
             ],
         ),
-        f"<h2>{_e(_('Decisions and internal notes'))}</h2>"
+        _h2(_("Decisions and internal notes"))
         + _table(
             (_("When"), _("Who"), _("Text")),
             [
@@ -148,14 +152,14 @@ def case_pack(session: Session, case: RightsCase, *, now: dt.datetime, language:
             )
         )
     sections.append(
-        f"<h2>{_e(_('Communications'))}</h2>"
+        _h2(_("Communications"))
         + _table(
             (_("When"), _("Kind"), _("Language"), "SHA-256", _("Hash check"), _("Text")),
             answers,
         )
     )
     sections.append(
-        f"<h2>{_e(_('Notices queued'))}</h2>"
+        _h2(_("Notices queued"))
         + _table(
             (_("When"), _("Kind"), _("Channel")),
             [
@@ -169,7 +173,7 @@ def case_pack(session: Session, case: RightsCase, *, now: dt.datetime, language:
         )
     )
     sections.append(
-        f"<h2>{_e(_('Documents'))}</h2>"
+        _h2(_("Documents"))
         + _table(
             (_("Added"), _("Type"), _("Bytes"), "SHA-256"),
             [
@@ -188,7 +192,7 @@ def case_pack(session: Session, case: RightsCase, *, now: dt.datetime, language:
         )
     )
     sections.append(
-        f"<h2>{_e(_('Restrictions and objections'))}</h2>"
+        _h2(_("Restrictions and objections"))
         + _table(
             (_("Reason"), _("Scope"), _("Identifier"), _("From"), _("Lifted")),
             [
@@ -208,7 +212,7 @@ def case_pack(session: Session, case: RightsCase, *, now: dt.datetime, language:
         )
     )
     sections.append(
-        f"<h2>{_e(_('Recipients told (Art. 19)'))}</h2>"
+        _h2(_("Recipients told (Art. 19)"))
         + _table(
             (_("Operation"), _("Activity"), _("Recipient"), _("Status"), _("Acknowledged")),
             [
@@ -224,7 +228,7 @@ def case_pack(session: Session, case: RightsCase, *, now: dt.datetime, language:
         )
     )
     receipt = json.dumps(json.loads(case.receipt), indent=2) if case.receipt else "—"
-    sections.append(f"<h2>{_e(_('Erasure receipt'))}</h2><pre>{_e(receipt)}</pre>")
+    sections.append(_h2(_("Erasure receipt")) + f"<pre>{_e(receipt)}</pre>")
     return _document(
         _("Evidence pack of case %(reference)s") % {"reference": case.reference},
         language,
@@ -247,7 +251,7 @@ def system_pack(session: Session, on: dt.date, *, now: dt.datetime, language: st
         hashlib.sha256(policy.register_snapshot.encode()).hexdigest() if policy else None
     )
     sections = [
-        f"<h2>{_e(_('Register and policy in force'))}</h2>"
+        _h2(_("Register and policy in force"))
         + _table(
             (_("Field"), _("Value")),
             [
@@ -289,14 +293,15 @@ def system_pack(session: Session, on: dt.date, *, now: dt.datetime, language: st
         "open": counts[None],
     }
     sections.append(
-        f"<h2>{_e(_('Rights cases'))}</h2><p>{_e(summary)}</p>"
+        _h2(_("Rights cases"))
+        + f"<p>{_e(summary)}</p>"
         + _table(
             (_("Reference"), _("Rights"), _("Received"), _("Due"), _("Closed"), _("Deadline")),
             rows,
         )
     )
     sections.append(
-        f"<h2>{_e(_('Purge receipts'))}</h2>"
+        _h2(_("Purge receipts"))
         + _table(
             (
                 _("Finished"),
@@ -336,7 +341,7 @@ def system_pack(session: Session, on: dt.date, *, now: dt.datetime, language: st
     )
     audit_count = session.scalar(select(func.count()).where(AuditEntry.at < end))
     sections.append(
-        f"<h2>{_e(_('Chain heads'))}</h2>"
+        _h2(_("Chain heads"))
         + _table(
             (_("Chain"), _("Entries"), _("Last sequence"), _("Last hash")),
             [
