@@ -13,6 +13,7 @@ from collections.abc import Callable
 from bench import (
     analytics,
     analytics_reports,
+    backup,
     connlog,
     consent_records,
     consent_size,
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[], list[Verdict]]] = {
     "analytics": analytics.run,
     "analytics_reports": analytics_reports.run,
     "rights": rights.run,
+    "backup": backup.run,
 }
 
 
