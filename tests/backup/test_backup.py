@@ -324,3 +324,60 @@ def test_a_restriction_made_after_the_backup_holds_again_after_a_restore(
         assert is_restricted(session, "contact_forms", email=EMAIL)
         assert is_restricted(session, "audience_measurement", consent_id=seeded.consent_id)
         assert not is_restricted(session, "contact_forms", email="someone.else@example.org")
+
+
+def test_backup_of_a_serving_instance_is_consistent_and_restores(
+    tmp_path: Path, database_url: str, register_path: Path
+) -> None:
+    """Online: ``backup create`` while a real ``gardien serve`` writes connection-log rows for
+    every request; the restored database holds a count between the one before and after."""
+    import threading
+    import time
+
+    import httpx
+
+    from tests.support import gardien, gardien_env, serving
+
+    env = gardien_env(tmp_path / "data", database_url, register_path)
+
+    def logged() -> int:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(database_url)
+        try:
+            with engine.connect() as connection:
+                return int(
+                    connection.execute(text("SELECT count(*) FROM connection_log")).scalar_one()
+                )
+        finally:
+            engine.dispose()
+
+    stop = threading.Event()
+    with serving(env, "--upgrade") as server:
+
+        def load() -> None:
+            with httpx.Client(base_url=server.url) as client:
+                while not stop.is_set():
+                    assert client.get("/privacy").status_code == 200
+
+        workers = [threading.Thread(target=load) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        try:
+            for _ in range(600):  # the load is running: rows arrive within seconds
+                if logged() >= 20:
+                    break
+                time.sleep(0.05)
+            assert logged() >= 20
+            before = logged()
+            made = gardien("backup", "create", env=env)
+            after = logged()
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join()
+    assert made.returncode == 0, made.stderr
+    assert after > before
+    restored = gardien("backup", "restore", json.loads(made.stdout)["path"], "--yes", env=env)
+    assert restored.returncode == 0, restored.stderr
+    assert before <= logged() <= after
