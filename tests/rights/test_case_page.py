@@ -11,8 +11,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from gardien.deps import State
+from gardien.rights import notify
 from gardien.rights.exchange import RightsNotice
-from gardien.rights.models import RightsAnswer
+from gardien.rights.models import RightsAnswer, RightsCase
+from gardien.rights.service import timeline
 from gardien.storage.clock import FrozenClock
 from tests.rights.test_delivery import (
     PNG,
@@ -134,3 +136,40 @@ def test_an_acknowledgement_written_before_verification_is_not_repeated(
     assert _post(agent, page, f"{case_page}/verify", basis="signed letter, address on file") == 303
     assert _acknowledgements(state) == 1
     assert "verified" in events(state, case_page.rsplit("/", 1)[1])
+
+
+def test_each_notice_leaves_the_sha256_of_its_content_in_the_timeline(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    agent, case_page, page = _post_case(client, state, clock)
+    reference = case_page.rsplit("/", 1)[1]
+    assert _post(agent, page, f"{case_page}/verify", basis="signed letter, address on file") == 303
+    page = agent.client.get(case_page).text
+    close = f"{case_page}/close"
+    assert _post(agent, page, close, outcome="withdrawn", message="As you asked.") == 303
+    with state.sessions() as session:
+        case = session.scalars(select(RightsCase).where(RightsCase.reference == reference)).one()
+        notices = list(
+            session.scalars(
+                select(RightsNotice)
+                .where(RightsNotice.case_id == case.id)
+                .order_by(RightsNotice.id)
+            )
+        )
+        assert [n.kind for n in notices] == ["acknowledgement", "answer"]
+        digests = [notify.digest(session, case, n) for n in notices]
+        details = [e.detail or "" for e in timeline(session, case) if e.kind == "letter_ready"]
+    assert len(set(digests)) == 2 and all(re.fullmatch(r"[0-9a-f]{64}", d) for d in digests)
+    for notice, value, detail in zip(notices, digests, details, strict=True):
+        assert f"notice {notice.id}, content sha256 {value}" in detail
+    # the digest follows the content: another wording version gives another digest
+    with state.sessions() as session:
+        case = session.get_one(RightsCase, notices[0].case_id)
+        first = session.get_one(RightsNotice, notices[0].id)
+        again = notify.digest(session, case, first)
+        notify.TEMPLATE_VERSION += 1
+        try:
+            changed = notify.digest(session, case, first)
+        finally:
+            notify.TEMPLATE_VERSION -= 1
+    assert again == digests[0] and changed != digests[0]

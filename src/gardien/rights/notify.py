@@ -19,6 +19,7 @@ Functions flush, never commit; the caller owns the transaction.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -121,15 +122,50 @@ def _queue(
     session.add(notice)
     session.flush()
     what = kind if kind != "outcome" else f"outcome ({params.get('result')})"
+    detail = f"{what} by {channel}" if channel != "letter" else f"{what}: a letter to print"
     add_event(
         session,
         case,
         now,
         actor,
         "notice_queued" if channel != "letter" else "letter_ready",
-        f"{what} by {channel}" if channel != "letter" else f"{what}: a letter to print",
+        f"{detail} (notice {notice.id}, content sha256 {digest(session, case, notice)})",
     )
     return notice
+
+
+TEMPLATE_VERSION = 1
+"""The version of the notices' wording (``subject_line``, ``paragraphs``, ``sms_text`` and
+their catalog entries): raise it when the wording changes, so that a content digest recorded
+before names the wording it was built with."""
+
+
+def digest(session: Session, case: RightsCase, notice: RightsNotice) -> str:
+    """The SHA-256 of everything a notice's content is built from, recorded in the case's
+    timeline when the notice is queued (legal-requirements §4.1: the response sent, by hash).
+
+    The message itself is built only when it is sent (no rendered message waits in the
+    database) and from these inputs alone, so the same inputs give the same message: the
+    wording version, the kind, channel and language, the case's reference, date of receipt
+    and rights, its erasure receipt, the notice's parameters (a download link's token, an
+    extension's reasons), the date it was queued and, for an agent's answer, the SHA-256 of
+    the text recorded. ``docs/rights.md`` says why it is not the hash of the rendered e-mail."""
+    facts = facts_of(session, case, notice)
+    inputs = {
+        "template": TEMPLATE_VERSION,
+        "kind": facts.kind,
+        "channel": facts.channel,
+        "reference": facts.reference,
+        "language": facts.language,
+        "received": facts.received.isoformat(),
+        "rights": list(facts.rights),
+        "receipt": facts.receipt,
+        "params": facts.params,
+        "queued": facts.created_at.isoformat(),
+        "text_sha256": hashlib.sha256(facts.text.encode()).hexdigest() if facts.text else None,
+    }
+    canonical = json.dumps(inputs, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def acknowledge(
