@@ -20,6 +20,8 @@ from gardien.register.durations import parse_period
 NAME = "gardien_consent"
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _CATEGORY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_NUMBER = re.compile(r"^[0-9]{1,12}\Z")
+_LAST = int(dt.datetime(9999, 12, 30, tzinfo=dt.UTC).timestamp())
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
@@ -38,7 +40,9 @@ def parse(value: str | None) -> Decision | None:
     parts = value.split(":")
     if len(parts) != 5 or parts[0] != "1" or not _ID.match(parts[1]):
         return None
-    if not parts[2].isdigit() or not parts[3].isdigit() or len(parts[3]) > 12:
+    # ASCII digits only ("²".isdigit() is true and int() refuses it) and bounded: a revision
+    # of 900 digits, or a time past year 9999, once made every page reading the cookie a 500.
+    if not _NUMBER.match(parts[2]) or not _NUMBER.match(parts[3]) or int(parts[3]) > _LAST:
         return None
     choices: dict[str, bool] = {}
     for item in parts[4].split("&") if parts[4] else []:
