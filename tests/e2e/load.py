@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import count
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import Connection, create_engine, func, select
 
 from gardien.analytics.models import AnalyticsHit
 from gardien.consent.models import ConsentRecord
@@ -119,6 +120,23 @@ class Load:
         for number in range(workers):
             pool.submit(self.worker, number)
         return pool
+
+
+@contextmanager
+def connected(database_url: str, *, write: bool = False) -> Iterator[Connection]:
+    """A connection of its own (no key ring: only columns stored in clear are read)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() if write else engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def unsent(database_url: str) -> int:
+    with connected(database_url) as connection:
+        query = select(func.count()).select_from(OutboxMessage)
+        return int(connection.execute(query.where(OutboxMessage.status != "sent")).scalar_one())
 
 
 def consent_body(client: httpx.Client) -> dict[str, object]:

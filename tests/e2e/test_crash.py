@@ -15,13 +15,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sqlalchemy import create_engine, select, text, update
+from sqlalchemy import select, text, update
 
 from gardien.config import Settings
 from gardien.forms.jobs import CLAIM_TTL
 from gardien.forms.models import OutboxMessage
 from gardien.runtime import build_state, start
-from tests.e2e.load import KINDS, Load, missing
+from tests.e2e.load import KINDS, Load, connected, missing
 from tests.forms.smtp import Mailbox, smtp_server
 from tests.support import gardien_env, serving
 
@@ -32,43 +32,31 @@ WORKERS = 6
 
 def outbox_states(database_url: str) -> dict[str, str]:
     """Every outbox message's status by Message-ID, read straight from the database."""
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(select(OutboxMessage.message_id, OutboxMessage.status))
-            return {str(message_id): str(status) for message_id, status in rows}
-    finally:
-        engine.dispose()
+    with connected(database_url) as connection:
+        rows = connection.execute(select(OutboxMessage.message_id, OutboxMessage.status))
+        return {str(message_id): str(status) for message_id, status in rows}
 
 
 def expire_claims(database_url: str) -> None:
     """Let the dead process's claims run out: what ``CLAIM_TTL`` (5 minutes) of waiting
     would do, without the wait (the clock is the one thing tests may fake)."""
-    engine = create_engine(database_url)
-    try:
-        with engine.begin() as connection:
-            claimed = connection.execute(
-                select(OutboxMessage.id, OutboxMessage.claimed_until).where(
-                    OutboxMessage.status == "sending"
-                )
-            ).all()
-            for row_id, until in claimed:
-                connection.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == row_id)
-                    .values(claimed_until=until - CLAIM_TTL)
-                )
-    finally:
-        engine.dispose()
+    with connected(database_url, write=True) as connection:
+        claimed = connection.execute(
+            select(OutboxMessage.id, OutboxMessage.claimed_until).where(
+                OutboxMessage.status == "sending"
+            )
+        ).all()
+        for row_id, until in claimed:
+            connection.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row_id)
+                .values(claimed_until=until - CLAIM_TTL)
+            )
 
 
 def integrity(database_url: str) -> str:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return str(connection.execute(text("PRAGMA integrity_check")).scalar_one())
-    finally:
-        engine.dispose()
+    with connected(database_url) as connection:
+        return str(connection.execute(text("PRAGMA integrity_check")).scalar_one())
 
 
 def test_acknowledged_writes_survive_sigkill(

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pyotp
 import pytest
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import func, insert, select
 
 from gardien.analytics.models import analytics_hit
 from gardien.config import Settings
@@ -32,7 +32,7 @@ from gardien.retention.models import PurgeReceipt
 from gardien.runtime import build_state, start
 from gardien.security import service
 from gardien.storage.migrate import upgrade
-from tests.e2e.load import Load, missing
+from tests.e2e.load import Load, connected, missing, unsent
 from tests.forms.smtp import Mailbox, smtp_server
 from tests.security.signin import PASSWORD
 from tests.support import Server, gardien, gardien_env, serving
@@ -73,44 +73,26 @@ def sign_in(client: httpx.Client) -> None:
 
 
 def receipts(database_url: str) -> list[tuple[str, str, str, int, dt.datetime, dt.datetime]]:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                select(
-                    PurgeReceipt.run_id,
-                    PurgeReceipt.activity,
-                    PurgeReceipt.store,
-                    PurgeReceipt.rows_affected,
-                    PurgeReceipt.started_at,
-                    PurgeReceipt.finished_at,
-                )
-            ).all()
-            return [tuple(row) for row in rows]
-    finally:
-        engine.dispose()
+    with connected(database_url) as connection:
+        rows = connection.execute(
+            select(
+                PurgeReceipt.run_id,
+                PurgeReceipt.activity,
+                PurgeReceipt.store,
+                PurgeReceipt.rows_affected,
+                PurgeReceipt.started_at,
+                PurgeReceipt.finished_at,
+            )
+        ).all()
+        return [tuple(row) for row in rows]
 
 
 def count_old_hits(database_url: str, before: dt.datetime) -> int:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            query = select(func.count()).select_from(analytics_hit)
-            return int(
-                connection.execute(query.where(analytics_hit.c.received_at < before)).scalar_one()
-            )
-    finally:
-        engine.dispose()
-
-
-def unsent(database_url: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            query = select(func.count()).select_from(OutboxMessage)
-            return int(connection.execute(query.where(OutboxMessage.status != "sent")).scalar_one())
-    finally:
-        engine.dispose()
+    with connected(database_url) as connection:
+        query = select(func.count()).select_from(analytics_hit)
+        return int(
+            connection.execute(query.where(analytics_hit.c.received_at < before)).scalar_one()
+        )
 
 
 def prepare(tmp_path: Path, database_url: str, register_path: Path) -> dt.datetime:
