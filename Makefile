@@ -55,7 +55,7 @@ fuzz: install postgres
 	GARDIEN_FUZZ_EXAMPLES=$${GARDIEN_FUZZ_EXAMPLES:-100} \
 	GARDIEN_TEST_POSTGRES_URL=$${GARDIEN_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
 	  $(BIN)/pytest -n 2 -q tests/security/test_hostile_input.py tests/analytics/test_fuzz.py \
-	  tests/register/test_properties.py
+	  tests/register/test_properties.py tests/security/test_parser_properties.py
 
 # The consent banner's minified files are committed, so only this target needs Node and npm.
 assets:
