@@ -266,6 +266,8 @@ def test_directives_need_their_own_consent_are_revocable_at_once_and_applied_aft
     # without the directive's own checkbox: refused, nothing stored
     refused = person.post(f"/rights/directive/{reference}", data=directive)
     assert refused.status_code == 422 and "own explicit consent" in refused.text
+    en_francais = person.post(f"/rights/directive/{reference}", data={**directive, "lang": "fr"})
+    assert en_francais.status_code == 422 and "propre consentement explicite" in en_francais.text
     bad = person.post(
         f"/rights/directive/{reference}",
         data={**directive, "directive_consent": "yes", "instruction.salary": "erase"},

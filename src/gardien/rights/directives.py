@@ -121,9 +121,7 @@ def parse(
             now=now,
         )
     except DirectiveRefused as refused:
-        raise BadRequest(
-            N_("the directive cannot be recorded: %(reason)s"), reason=str(refused)
-        ) from None
+        raise BadRequest(str(refused)) from None  # its text is marked for translation
 
 
 def save(
@@ -284,9 +282,7 @@ def execute(
             at=now,
         )
     except DirectiveRefused as refused:
-        raise BadRequest(
-            N_("the request cannot be carried out: %(reason)s"), reason=str(refused)
-        ) from None
+        raise BadRequest(str(refused)) from None
     subject = SubjectIdentity(email=row.email) if row is not None and row.email else deceased
     erased: dict[str, int] = {}
     communicated: dict[str, list[dict[str, JsonScalar]]] = {}

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from gardien.errors import N_
+
 ALL = "all"
 """The scope key of a general instruction covering every category of data."""
 MAX_TEXT = 254
@@ -95,31 +97,31 @@ def record(
     specific)."""
     if not directive_consent:
         raise DirectiveRefused(
-            "a post-mortem directive needs its own explicit consent (the dedicated checkbox); "
-            "accepting terms and conditions is not enough"
+            N_(
+                "a post-mortem directive needs its own explicit consent (the dedicated checkbox); "
+                "accepting terms and conditions is not enough"
+            )
         )
     del terms_accepted  # named so callers can pass it and see it changes nothing
     if not instructions:
-        raise DirectiveRefused("a directive needs at least one instruction")
+        raise DirectiveRefused(N_("a directive needs at least one instruction"))
     parsed: dict[str, Instruction] = {}
     for category, value in instructions.items():
         if not category or len(category) > 64:
-            raise DirectiveRefused("a category name is empty or too long")
+            raise DirectiveRefused(N_("a category name is empty or too long"))
         try:
             parsed[category] = Instruction(value)
         except ValueError:
             raise DirectiveRefused(
-                "an instruction must be one of: retain, erase, communicate"
+                N_("an instruction must be one of: retain, erase, communicate")
             ) from None
     for text in (designee_name, designee_contact):
         if text is not None and (len(text) > MAX_TEXT or not text.isprintable()):
-            raise DirectiveRefused(
-                f"the designated person's details: at most {MAX_TEXT} characters"
-            )
+            raise DirectiveRefused(N_("the designated person's details: at most 254 characters"))
     if bool(designee_name) != bool(designee_contact):
-        raise DirectiveRefused("a designated person needs both a name and a contact")
+        raise DirectiveRefused(N_("a designated person needs both a name and a contact"))
     if Instruction.communicate in parsed.values() and not designee_contact:
-        raise DirectiveRefused("communicating data after death needs a designated person")
+        raise DirectiveRefused(N_("communicating data after death needs a designated person"))
     return Directive(
         instructions=parsed,
         designee_name=designee_name or None,
@@ -164,11 +166,11 @@ def plan(
     - Otherwise heirs are limited to ``HEIR_ACTIONS``: ``asked`` beyond them is refused.
     """
     if not death_proven:
-        raise DirectiveRefused("the death must be proven (a death certificate) first")
+        raise DirectiveRefused(N_("the death must be proven (a death certificate) first"))
     if directive is not None and directive.in_force(at):
         if requester is Requester.heir and directive.designee_contact:
             raise DirectiveRefused(
-                "the directive designates a person to carry it out: the request is theirs"
+                N_("the directive designates a person to carry it out: the request is theirs")
             )
         erase: list[str] = []
         communicate: list[str] = []
@@ -186,12 +188,14 @@ def plan(
             reason="applied as the directive says",
         )
     if requester is Requester.designee:
-        raise DirectiveRefused("there is no directive in force designating anyone")
+        raise DirectiveRefused(N_("there is no directive in force designating anyone"))
     beyond = sorted(set(asked) - {a.value for a in HEIR_ACTIONS})
     if beyond:
         raise DirectiveRefused(
-            "without a directive, heirs may only close the account, object to further "
-            "processing, update the data or obtain the information needed for the estate"
+            N_(
+                "without a directive, heirs may only close the account, object to further "
+                "processing, update the data or obtain the information needed for the estate"
+            )
         )
     return Plan(
         heir_actions=frozenset(HeirAction(a) for a in asked) if asked else HEIR_ACTIONS,
