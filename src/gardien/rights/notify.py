@@ -279,8 +279,9 @@ def outcome(
     details: dict[str, Any] | None = None,
 ) -> RightsNotice:
     """The answer: ``rectification`` and ``withdrawal`` (with ``details``: the fields
-    corrected, the stores and counts), ``access`` (with the one-time link ``offered``), ``erasure`` (the receipt
-    stored in the case) or ``refusal`` (with its ``reasons``, which are required)."""
+    corrected, the stores and counts), ``access`` (with the one-time link ``offered``),
+    ``erasure`` (the receipt stored in the case) or ``refusal`` (with its ``reasons``, which
+    are required)."""
     params: dict[str, Any] = {"result": result}
     if result == "access":
         if offered is None:
