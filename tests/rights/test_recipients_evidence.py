@@ -9,6 +9,7 @@ import datetime as dt
 import email
 import email.policy
 import hashlib
+import html
 import json
 import re
 from email.message import EmailMessage
@@ -34,7 +35,9 @@ from gardien.storage.clock import FrozenClock
 from gardien.storage.database import unit_of_work
 from gardien.storage.restriction import is_restricted
 from tests.cli.test_commands import env_of
+from tests.forms.test_retention import submit_and_send
 from tests.rights.conftest import EMAIL, Seeded
+from tests.rights.test_portal import ask, deliver_code, reference_of, status_link, verify
 from tests.rights.test_restriction import REF, kinds, post, verified_case
 from tests.security.signin import signed_in
 
@@ -232,3 +235,35 @@ def test_a_case_that_still_restricts_outlives_its_period_and_goes_with_its_messa
         )
         assert session.scalars(select(RightsRecipientNotice.id)).all() == []
         assert not is_restricted(session, "contact_forms", email=EMAIL)
+
+
+def test_the_person_learns_on_their_status_page_which_recipients_were_told(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    submit_and_send(client, state, clock)  # Ana wrote through the contact form first
+    asked = ask(client)
+    reference, link = reference_of(asked), status_link(asked)
+    code, _ = deliver_code(state, clock)
+    assert verify(client, reference, code).status_code == 200
+    assert 'id="told"' not in client.get(link).text
+    desk = Desk(with_contact(state.register), state.providers)
+    with unit_of_work(state.sessions) as session:
+        case = session.scalars(select(RightsCase).where(RightsCase.reference == reference)).one()
+        recipients.notify(
+            session,
+            desk,
+            case,
+            "erasure",
+            base_url="https://g.example",
+            now=clock.now(),
+            actor=AGENT,
+        )
+    [told] = [n for n in notices(state) if n.status == "sent"]
+    name = state.register.activities[0].recipients[0].name["fr"]
+    page = client.get(link + "&lang=fr").text
+    assert 'id="told"' in page and html.escape(name, quote=True) in page
+    assert "l'effacement de vos données" in html.unescape(page)
+    assert "ont confirmé" not in page
+    with unit_of_work(state.sessions) as session:
+        session.get_one(RightsRecipientNotice, told.id).token_hash = "0" * 64
+    assert client.post("/rights/recipient-ack", data={"token": "y" * 40}).status_code == 404

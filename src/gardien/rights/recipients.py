@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from gardien.errors import N_, BadRequest, Conflict, NotFound
 from gardien.forms.models import OutboxMessage
 from gardien.i18n import translator
+from gardien.register.schema import Register
 from gardien.rights import casework
 from gardien.rights.models import RightsCase
 from gardien.rights.provider import ACTIVITY
@@ -256,6 +257,41 @@ def close(
     )
     session.flush()
     return notice
+
+
+def named(
+    register: Register, told: list[tuple[str, str, str, str]], language: str
+) -> list[dict[str, str | bool]]:
+    """The recipients told, as the person reads them: the register's names in ``language``
+    (recipient, activity), the operation, and whether they acknowledged it."""
+    _ = translator(language).gettext
+    labels = {
+        "rectification": _("the correction of your data"),
+        "erasure": _("the erasure of your data"),
+        "restriction": _("the restriction of the processing of your data"),
+    }
+    activities = {a.id: a for a in register.activities}
+    rows: list[dict[str, str | bool]] = []
+    for recipient_id, activity_id, operation, status in told:
+        activity = activities.get(activity_id)
+        if activity is None:
+            continue
+        recipient = next((r for r in activity.recipients if r.id == recipient_id), None)
+        if recipient is None:
+            continue
+        rows.append(
+            {
+                "recipient": _pick(recipient.name, language),
+                "activity": _pick(activity.name, language),
+                "operation": labels.get(operation, operation),
+                "acknowledged": status == "acknowledged",
+            }
+        )
+    return rows
+
+
+def _pick(text: dict[str, str], language: str) -> str:
+    return text.get(language) or next(iter(text.values()), "")
 
 
 def of_case(session: Session, case: RightsCase) -> list[RightsRecipientNotice]:

@@ -31,7 +31,7 @@ from gardien.errors import N_, BadRequest, GardienError
 from gardien.forms.routes import TooLarge, UnsupportedMediaType
 from gardien.forms.routes import _language as language_of
 from gardien.i18n import translator
-from gardien.rights import documents, notify, portal, withdrawal
+from gardien.rights import documents, notify, portal, recipients, withdrawal
 from gardien.rights.admin_identity import router as identity_router
 from gardien.rights.admin_restriction import router as restriction_router
 from gardien.rights.deadlines import local_day
@@ -319,6 +319,11 @@ def _summary(session: Session, case: RightsCase, time_zone: str) -> dict[str, An
         "rights": list(portal.rights_of(case)),
         "status": "identity" if document is not None else portal.status_of(case),
         "document": (None if document is None else "received" if document.uploaded_at else "asked"),
+        "told": [
+            (n.recipient, n.activity, n.operation, n.status)
+            for n in recipients.of_case(session, case)
+            if n.status in ("sent", "acknowledged")
+        ],
     }
 
 
@@ -351,6 +356,7 @@ def _status_page(
         just_verified=just_verified,
         document=summary.get("document"),
         token=token,
+        told=recipients.named(state.register, summary.get("told", []), language),
     )
 
 
