@@ -14,12 +14,14 @@ from gardien.analytics.models import AnalyticsHit
 from gardien.consent.models import ConsentRecord
 from gardien.consent.records import verify_chain
 from gardien.consent.service import current_revision
+from gardien.forms.jobs import send_due
 from gardien.forms.models import FormSubmission, OutboxMessage
 from gardien.forms.provider import FormsProvider
 from gardien.rights.amendments import RightsDirective, RightsRectification
 from gardien.rights.models import RightsCase
 from gardien.storage.clock import FrozenClock
 from gardien.storage.subjects import SubjectIdentity
+from tests.forms.smtp import Mailbox, smtp_server, use_smtp
 from tests.rights.conftest import EMAIL, Seeded
 from tests.rights.test_portal import deliver_code, events, reference_of, status_link, verify
 from tests.security.signin import new_client, signed_in
@@ -108,12 +110,24 @@ def test_rectification_proposed_in_the_portal_approved_by_an_agent_is_applied_ev
     kinds = events(seeded.state, reference)
     assert "rectification_proposed" in kinds and "rectified" in kinds
     assert kinds[-1] == "notice_queued"  # the outcome, in the person's language
+    told = _sent(seeded, clock)
+    assert "we corrected email, last_name wherever we hold it (1 record(s))" in told
+    assert "Consent records and audience measurement hold nothing to correct" in told
     with seeded.state.sessions() as session:
         details = session.scalars(select(RightsCase).where(RightsCase.reference == reference)).one()
         assert details.status == "open"
     # the case file holds no value in clear: only field names and a hash
     text = " ".join(e for e in _details(seeded, reference) if e is not None)
     assert NEW_EMAIL not in text and "Popescu-Ionescu" not in text
+
+
+def _sent(seeded: Seeded, clock: FrozenClock) -> str:
+    """Deliver the outbox to a real SMTP server on loopback; the bodies sent, joined."""
+    mailbox = Mailbox()
+    with smtp_server(mailbox) as port:
+        use_smtp(seeded.state, f"smtp://127.0.0.1:{port}")
+        send_due(seeded.state, now=clock.now())
+    return " ".join(" ".join(m.body.split()) for m in mailbox.received)
 
 
 def _details(seeded: Seeded, reference: str) -> list[str | None]:
@@ -184,6 +198,7 @@ def test_withdrawal_of_consent_is_one_step_after_verification_and_takes_effect(
     )
     page = person.get(status)
     assert 'id="withdrawn"' in page.text
+    assert "every consent you gave us is withdrawn (3)" in _sent(seeded, clock)
     kinds = events(state, reference)
     assert kinds.count("consent_withdrawn") >= 3
     with state.sessions() as session:
