@@ -21,13 +21,15 @@ from gardien.config import Settings
 from gardien.forms.jobs import CLAIM_TTL
 from gardien.forms.models import OutboxMessage
 from gardien.runtime import build_state, start
-from tests.e2e.load import KINDS, Load, connected, missing
+from tests.e2e.load import KINDS, Load, connected, missing, unsent
 from tests.forms.smtp import Mailbox, smtp_server
 from tests.support import gardien_env, serving
 
 ACKNOWLEDGED = 160
 """Writes acknowledged before the kill (about 40 of each kind)."""
 WORKERS = 6
+BACKLOG = 5
+"""Messages still to send when the kill comes, so it falls inside a batch."""
 
 
 def outbox_states(database_url: str) -> dict[str, str]:
@@ -75,11 +77,15 @@ def test_acknowledged_writes_survive_sigkill(
             pool = load.run(WORKERS)
             deadline = time.monotonic() + 60
             # Kill once enough writes are acknowledged and the sender is in the middle of a
-            # batch (the SMTP server has begun receiving it).
-            while time.monotonic() < deadline and (
-                len(load.acked()) < ACKNOWLEDGED or not mailbox.message_ids()
-            ):
-                time.sleep(0.02)
+            # batch: a message has just reached the SMTP server and more wait to be sent.
+            seen = 0
+            while time.monotonic() < deadline:
+                arrived = len(mailbox.message_ids())
+                if len(load.acked()) >= ACKNOWLEDGED and arrived > seen:
+                    if unsent(database_url) >= BACKLOG:
+                        break
+                seen = arrived
+                time.sleep(0.01)
             server.process.send_signal(signal.SIGKILL)  # mid-load: requests are in flight
             server.process.wait()
             load.stop.set()
