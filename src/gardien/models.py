@@ -9,7 +9,6 @@ from gardien.policy.models import PolicyVersion
 from gardien.retention.models import PurgeReceipt
 from gardien.rights.amendments import RightsDirective, RightsRectification
 from gardien.rights.exchange import RightsDocument, RightsDownload, RightsNotice
-from gardien.rights.recipients import RightsRecipientNotice
 from gardien.rights.models import (
     RightsAnswer,
     RightsAttachment,
@@ -17,6 +16,7 @@ from gardien.rights.models import (
     RightsEvent,
     RightsVerification,
 )
+from gardien.rights.recipients import RightsRecipientNotice
 from gardien.security.connection_log import ConnectionLogEntry
 from gardien.security.models import (
     AdminSession,

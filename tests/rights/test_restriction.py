@@ -82,7 +82,13 @@ def track(tracker: TestClient, state: State, clock: FrozenClock, consent_id: str
     tracker.cookies.set(
         "gardien_consent", f"1:{consent_id}:{revision}:{decided}:audience_measurement=1"
     )
-    params = {"idsite": 1, "rec": 1, "url": PAGE, "action_name": "Produse", "send_image": 0}
+    params: dict[str, str | int] = {
+        "idsite": 1,
+        "rec": 1,
+        "url": PAGE,
+        "action_name": "Produse",
+        "send_image": 0,
+    }
     assert tracker.get("/matomo.php", params=params).status_code == 204
 
 
