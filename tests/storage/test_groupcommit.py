@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -448,7 +449,7 @@ def test_timestamps_round_trip_through_the_writer(engine: Engine) -> None:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_wal_is_copied_into_the_database_file_by_the_writers_checkpointer(
-    engine: Engine, writer: GroupCommit, database_url: str
+    engine: Engine, writer: GroupCommit, database_url: str, tmp_path: Path
 ) -> None:
     """Request commits leave checkpoints to a thread of their own: rows written through the
     writer reach the database file itself (read here ignoring the WAL) without any commit
@@ -459,22 +460,26 @@ def test_the_wal_is_copied_into_the_database_file_by_the_writers_checkpointer(
         await asyncio.gather(*(writer.write(probe, {"label": f"c-{i}"}) for i in range(50)))
 
     asyncio.run(write_all())
-    path = database_url.split("///", 1)[1]
+    path = Path(database_url.split("///", 1)[1])
+    checkpointer = writer._checkpointer
+    assert checkpointer is not None
 
     def in_file() -> int:
-        # immutable=1: SQLite reads the database file alone, as if there were no WAL.
-        file = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        # A copy of the database file alone, without its WAL: only checkpointed rows are in.
+        alone = tmp_path / "alone.db"
+        shutil.copyfile(path, alone)
+        file = sqlite3.connect(alone)
         try:
             return int(file.execute("SELECT count(*) FROM group_commit_probe").fetchone()[0])
-        except sqlite3.OperationalError:  # not even the table has reached the file yet
+        except sqlite3.DatabaseError:  # not even the table is there yet (or a torn copy)
             return 0
         finally:
             file.close()
+            alone.unlink()
 
-    for _ in range(200):  # the checkpointer runs twice a second
-        if in_file() == 50:
+    for _ in range(400):  # the checkpointer runs twice a second
+        if checkpointer.checkpoints >= 1 and in_file() == 50:
             break
         time.sleep(0.05)
+    assert checkpointer.checkpoints >= 1
     assert in_file() == 50
-    checkpointer = writer._checkpointer
-    assert checkpointer is not None and checkpointer.checkpoints >= 1
