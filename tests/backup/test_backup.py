@@ -381,3 +381,23 @@ def test_backup_of_a_serving_instance_is_consistent_and_restores(
     restored = gardien("backup", "restore", json.loads(made.stdout)["path"], "--yes", env=env)
     assert restored.returncode == 0, restored.stderr
     assert before <= logged() <= after
+
+
+def test_a_sealed_file_that_is_no_snapshot_is_refused_and_changes_nothing(
+    seeded: Seeded,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Right key, right header, but the content is not a database: exit 2, nothing touched."""
+    env = env_of(seeded.state.settings)
+    taken = archive.read_header(Path(str(backup(seeded, tmp_path / "b")["path"])))
+    forged = tmp_path / "forged.gbk"
+    keys = read_keys(seeded.state.settings)
+    with forged.open("wb") as target:
+        archive._seal(io.BytesIO(b"not a database " * 1000), target, taken, keys.master)
+    seeded.state.engine.dispose()
+    result = runner.invoke(app, ["backup", "restore", str(forged), "--yes"], env=env)
+    assert result.exit_code == 2, result.output
+    assert ("integrity check" in result.stderr) or ("pg_restore failed" in result.stderr)
+    assert "Traceback" not in result.output
+    assert submissions_of(seeded, EMAIL) == 1
+    assert not (seeded.state.settings.data_dir / "restore-pending.json").exists()

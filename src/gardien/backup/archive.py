@@ -347,6 +347,8 @@ def restore_snapshot(
             check = sqlite3.connect(staged)
             try:
                 verdict = check.execute("PRAGMA integrity_check").fetchone()
+            except sqlite3.DatabaseError:
+                verdict = None
             finally:
                 check.close()
             if not verdict or verdict[0] != "ok":
@@ -372,25 +374,38 @@ def restore_snapshot(
         # The schema itself is recreated here (empty); restoring its entry would fail.
         kept = [line for line in listing.splitlines() if not _SCHEMA_ENTRY.search(line)]
         (Path(work) / "list").write_text("\n".join(kept) + "\n")
+        # The current content is set aside (renamed), not dropped, until the restore has
+        # succeeded: a failing pg_restore puts it back as it was.
+        aside = f"{schema[:40]}_before_restore_{secrets.token_hex(4)}"
         engine.dispose()
         with engine.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            connection.exec_driver_sql(f'ALTER SCHEMA "{schema}" RENAME TO "{aside}"')
             connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
         engine.dispose()
-        _run(
-            [
+        try:
+            _run(
+                [
+                    "pg_restore",
+                    "--no-owner",
+                    "--no-privileges",
+                    "--single-transaction",
+                    "--exit-on-error",
+                    f"--use-list={Path(work) / 'list'}",
+                    f"--dbname={uri}",
+                    str(dump),
+                ],
+                environment,
                 "pg_restore",
-                "--no-owner",
-                "--no-privileges",
-                "--single-transaction",
-                "--exit-on-error",
-                f"--use-list={Path(work) / 'list'}",
-                f"--dbname={uri}",
-                str(dump),
-            ],
-            environment,
-            "pg_restore",
-        )
+            )
+        except BaseException:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+                connection.exec_driver_sql(f'ALTER SCHEMA "{aside}" RENAME TO "{schema}"')
+            engine.dispose()
+            raise
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{aside}" CASCADE')
+        engine.dispose()
     return header
 
 
