@@ -391,3 +391,44 @@ def test_heirs_without_a_directive_only_get_what_the_law_allows(
     assert _by_email(seeded, EMAIL) == 1  # nothing erased on the heirs' limited rights
     with state.sessions() as session:
         assert session.scalar(select(func.count()).select_from(RightsDirective)) == 0
+
+
+def test_a_directive_to_communicate_hands_the_data_over_once_and_erases_the_rest(
+    client: TestClient, seeded: Seeded, clock: FrozenClock
+) -> None:
+    state = seeded.state
+    person = new_client(client)
+    reference, status = _verified_case(person, seeded, clock, ["post_mortem"])
+    recorded = person.post(
+        f"/rights/directive/{reference}",
+        data={
+            "token": _token(status),
+            "action": "record",
+            "instruction.all": "erase",
+            "instruction.contact_forms": "communicate",
+            "designee_name": "Ioana Popescu",
+            "designee_contact": "ioana@example.org",
+            "directive_consent": "yes",
+        },
+    )
+    assert recorded.status_code == 200
+    agent = signed_in(client, state, clock, "agent@example.org", "agent")
+    designee_case = _agent_case(agent, state, clock)
+    handed = agent.client.post(
+        f"/admin/rights/{designee_case}/directive",
+        data={"csrf": agent.csrf, "deceased_case": reference, "requester": "designee"},
+        files={"certificate": ("death.pdf", b"%PDF-1.4 certificate", "application/pdf")},
+        follow_redirects=False,
+    )
+    assert handed.status_code == 200, handed.text
+    assert handed.headers["content-type"] == "application/json"
+    assert handed.json()["contact_forms"][0]["field.email"].lower() == EMAIL.lower()
+    assert _by_email(seeded, EMAIL) == 1  # communicated, not erased
+    # applied once: a second request finds a tombstone
+    again = agent.client.post(
+        f"/admin/rights/{designee_case}/directive",
+        data={"csrf": agent.csrf, "deceased_case": reference, "requester": "designee"},
+        files={"certificate": ("death.pdf", b"%PDF-1.4 certificate", "application/pdf")},
+        follow_redirects=False,
+    )
+    assert again.status_code == 409

@@ -11,6 +11,7 @@ Withdrawal of consent needs no page: it is carried out when the request is verif
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -426,7 +427,7 @@ def directive_apply(
         directives.record_death(db, row, content, now=now, actor=context.actor)
     else:
         directives.record_death_in_case(db, case, content, now=now, actor=context.actor)
-    directives.execute(
+    done = directives.execute(
         db,
         _desk(state),
         row,
@@ -437,4 +438,16 @@ def directive_apply(
         now=now,
         actor=context.actor,
     )
+    if done.communicated:
+        # What the directive says to communicate, handed to the agent once (traced) to pass
+        # on to the designated person; Gardien keeps no copy.
+        body = json.dumps(done.communicated, ensure_ascii=False, indent=1, default=str)
+        return Response(
+            body,
+            media_type="application/json",
+            headers={
+                **NO_STORE,
+                "Content-Disposition": f'attachment; filename="{case.reference}-directive.json"',
+            },
+        )
     return RedirectResponse(f"/admin/rights/{case.reference}", status_code=303)
