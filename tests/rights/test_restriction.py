@@ -29,6 +29,7 @@ from gardien.storage.database import unit_of_work
 from gardien.storage.restriction import is_restricted
 from tests.forms.test_submit import GOOD, stamped
 from tests.rights.conftest import EMAIL, IP, Seeded
+from tests.rights.test_portal import ask, deliver_code, reference_of, status_link, verify
 from tests.security.signin import SignedIn, csrf_of, signed_in
 
 DPO = Actor.system("test")
@@ -253,3 +254,25 @@ def test_restriction_needs_a_verified_open_case(
     with state.sessions() as session:
         assert not is_restricted(session, "contact_forms", email=EMAIL)
     assert "restricted" not in kinds(state, reference)
+
+
+def test_a_person_asks_for_restriction_and_objection_through_the_portal(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    page = client.get("/rights?lang=en").text
+    assert 'value="restriction"' in page and 'value="objection"' in page
+    asked = ask(client, rights=["restriction", "objection"])
+    reference, link = reference_of(asked), status_link(asked)
+    code, _ = deliver_code(state, clock)
+    assert verify(client, reference, code).status_code == 200
+    status = client.get(link).text
+    assert "Restriction: keep my data stored" in status and "Objection: stop using" in status
+    with state.sessions() as session:
+        case = session.scalars(select(RightsCase).where(RightsCase.reference == reference)).one()
+        assert case.rights == "objection,restriction" and case.verified_at is not None
+    REF[0] = reference
+    agent = signed_in(client, state, clock, "agent@example.org", "agent")
+    assert post(agent, f"/admin/rights/{reference}/restrict") == 303
+    with state.sessions() as session:
+        assert is_restricted(session, "contact_forms", email=EMAIL)
+    assert ask(client, rights=["teleport"]).status_code == 422  # a right nobody offers

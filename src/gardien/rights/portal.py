@@ -63,6 +63,8 @@ RIGHT_LABELS = {
     "portability": N_("Portability: the data I provided, in a reusable format"),
     "erasure": N_("Erasure: delete the personal data you hold about me"),
     "rectification": N_("Rectification: correct inaccurate data about me"),
+    "restriction": N_("Restriction: keep my data stored but do not otherwise use them"),
+    "objection": N_("Objection: stop using my data on the basis of your legitimate interests"),
     "withdraw_consent": N_("Withdraw every consent I gave (cookies, contact forms)"),
     "post_mortem": N_("Post-mortem directives: what happens to my data after my death"),
 }

@@ -45,7 +45,16 @@ from gardien.storage.subjects import (
 
 CHANNELS = frozenset({"portal", "email", "post", "other", "cli", "browser"})
 RIGHTS = frozenset(
-    {"access", "portability", "erasure", "rectification", "withdraw_consent", "post_mortem"}
+    {
+        "access",
+        "portability",
+        "erasure",
+        "rectification",
+        "restriction",
+        "objection",
+        "withdraw_consent",
+        "post_mortem",
+    }
 )
 PORTABLE_BASES = frozenset({LegalBasis.consent, LegalBasis.contract})
 """Art. 20(1)(a): portability applies to processing based on consent or on a contract."""
