@@ -659,10 +659,16 @@ def keys_rotate(
                 )
                 store.finish_reindex()
                 done.append(f"index key {key_id} ({rows} rows re-indexed)")
+        from gardien.backup.archive import BackupError
         from gardien.backup.service import needed_masters
 
-        for key_id in store.prune_masters(needed_masters(state.settings)):
-            done.append(f"retired master key {key_id} forgotten (no retained backup needs it)")
+        try:
+            needed = needed_masters(state.settings)
+        except BackupError as exc:  # keep every retired key rather than guess
+            done.append(f"retired master keys kept: {exc}")
+        else:
+            for key_id in store.prune_masters(needed):
+                done.append(f"retired master key {key_id} forgotten (no retained backup needs it)")
         with unit_of_work(state.sessions) as session:
             audit.record(
                 session,
