@@ -82,6 +82,7 @@ ACCESS: dict[tuple[str, str], Permission | str] = {
     ("GET", "/admin/rights/{reference}/rectification"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/rectification"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/directive"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/withdraw-consent"): P.handle_rights,
     ("GET", "/admin/rights/{reference}/letters/{notice_id}"): P.handle_rights,
     ("GET", "/admin/rights/{reference}/restriction"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/restrict"): P.handle_rights,
