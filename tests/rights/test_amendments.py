@@ -432,3 +432,31 @@ def test_a_directive_to_communicate_hands_the_data_over_once_and_erases_the_rest
         follow_redirects=False,
     )
     assert again.status_code == 409
+
+
+def test_an_agent_withdraws_consent_for_a_request_by_post_once_it_is_verified(
+    client: TestClient, seeded: Seeded, clock: FrozenClock
+) -> None:
+    state = seeded.state
+    agent = signed_in(client, state, clock, "agent@example.org", "agent")
+    from tests.rights.test_admin import record
+    from tests.rights.test_admin import reference_of as recorded_reference
+
+    reference = recorded_reference(
+        record(agent, clock.now().date(), email=EMAIL, phone="", rights=["withdraw_consent"])
+    )
+    url = f"/admin/rights/{reference}/withdraw-consent"
+    early = agent.client.post(url, data={"csrf": agent.csrf}, follow_redirects=False)
+    assert early.status_code == 409  # not before the identity is checked
+    assert agent.client.post(url, data={}, follow_redirects=False).status_code == 422  # no CSRF
+    verified = agent.client.post(
+        f"/admin/rights/{reference}/verify",
+        data={"csrf": agent.csrf, "basis": "letter signed, address matches"},
+    )
+    assert verified.status_code == 200
+    done = agent.client.post(url, data={"csrf": agent.csrf}, follow_redirects=False)
+    assert done.status_code == 303
+    with state.sessions() as session:
+        statuses = sorted(session.scalars(select(FormSubmission.status)))
+    assert statuses == ["new", "withdrawn"]
+    assert "consent_withdrawn" in events(state, reference)

@@ -25,7 +25,14 @@ from gardien.deps import AppState, DbSession, State
 from gardien.errors import N_, BadRequest, GardienError, NotFound
 from gardien.forms.routes import _language as language_of
 from gardien.i18n import translator
-from gardien.rights import directives, notify, portal, rectification, repository
+from gardien.rights import (
+    directives,
+    notify,
+    portal,
+    rectification,
+    repository,
+    withdrawal,
+)
 from gardien.rights.amendments import RightsDirective
 from gardien.rights.models import RightsCase
 from gardien.rights.postmortem import ALL, Instruction, Requester
@@ -450,4 +457,26 @@ def directive_apply(
                 "Content-Disposition": f'attachment; filename="{case.reference}-directive.json"',
             },
         )
+    return RedirectResponse(f"/admin/rights/{case.reference}", status_code=303)
+
+
+@router.post(
+    "/admin/rights/{reference}/withdraw-consent",
+    summary="Withdraw every consent of the person of a verified case (a request by post or e-mail)",
+)
+def withdraw_consent(
+    state: AppState, db: DbSession, context: Handler, reference: str, csrf: Csrf
+) -> Response:
+    check_csrf(context, csrf)
+    case = _admin_case(db, reference)
+    counts = withdrawal.withdraw(db, _desk(state), case, now=state.clock.now(), actor=context.actor)
+    notify.outcome(
+        db,
+        case,
+        "withdrawal",
+        register=state.register,
+        now=state.clock.now(),
+        actor=context.actor,
+        details={"count": sum(counts.values()), "stores": counts},
+    )
     return RedirectResponse(f"/admin/rights/{case.reference}", status_code=303)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from gardien.errors import N_, BadRequest, Conflict, NotFound
 from gardien.forms.validation import check_field
 from gardien.register.schema import FormField, Register
+from gardien.rights import casework
 from gardien.rights.amendments import RightsRectification
 from gardien.rights.models import RightsCase
 from gardien.rights.service import Desk, add_event, subject_of
@@ -67,7 +68,7 @@ def rectifiable_fields(register: Register) -> dict[str, FormField]:
 def _verified(case: RightsCase) -> None:
     if RIGHT not in case.rights.split(","):
         raise BadRequest(N_("this request does not ask for rectification"))
-    if case.verified_at is None and case.channel == "portal":
+    if not casework.is_verified(case):
         raise Conflict(N_("confirm your request with the code first"))
     if case.status != "open":
         raise Conflict(N_("this request is already answered"))

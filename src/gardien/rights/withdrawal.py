@@ -16,7 +16,7 @@ import datetime as dt
 from sqlalchemy.orm import Session
 
 from gardien.errors import N_, BadRequest, Conflict
-from gardien.rights import notify
+from gardien.rights import casework, notify
 from gardien.rights.models import RightsCase
 from gardien.rights.service import Desk, add_event, subject_of
 from gardien.security.audit import Actor, record
@@ -36,7 +36,7 @@ def withdraw(
     """Withdraw every consent the person of ``case`` gave; per store, how many. Flushes."""
     if RIGHT not in case.rights.split(","):
         raise BadRequest(N_("this request does not ask to withdraw consent"))
-    if case.verified_at is None and case.channel == "portal":
+    if not casework.is_verified(case):
         raise Conflict(N_("confirm your request with the code first"))
     subject = subject_of(case)
     counts: dict[str, int] = {}
