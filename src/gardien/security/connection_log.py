@@ -62,7 +62,9 @@ ACTIVITY = "connection_log"
 IP_CONTEXT = "connection_log.ip"
 IP_INDEX_CONTEXT = "connection_log.ip_index"
 TEXT_LIMIT = 300
-DEFAULT_SKIP = ("/static/", "/healthz")
+DEFAULT_SKIP = ("/static/", "/healthz", "/metrics")
+"""Not visits of the site: static files, and the probes of the operator's monitoring (a
+scrape every 15 s would otherwise be a million rows per instance over the six months)."""
 FINGERPRINT_FIELD = "client_fingerprint"
 FINGERPRINT_CONTEXT = "connection_log.fingerprint"
 FINGERPRINT_HEADERS = (
