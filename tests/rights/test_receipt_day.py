@@ -13,9 +13,14 @@ from sqlalchemy import select
 
 from gardien.deps import State
 from gardien.register.loader import load_register
+from gardien.rights import repository
 from gardien.rights.deadlines import due_date, local_day
 from gardien.rights.models import RightsCase
+from gardien.rights.service import Desk, close_case, open_case
+from gardien.security.audit import Actor
 from gardien.storage.clock import FrozenClock
+from gardien.storage.database import unit_of_work
+from gardien.storage.subjects import SubjectIdentity
 from tests.conftest import SEED_REGISTER
 from tests.rights.test_admin import record
 from tests.rights.test_admin import reference_of as recorded_reference
@@ -24,6 +29,7 @@ from tests.rights.test_register_person_settings import with_setting
 from tests.rights.test_register_settings import problems_of
 from tests.security.signin import signed_in
 
+DPO = Actor("user:1", "dpo")
 # 00:30 on 10 March 2026 in Bucharest (UTC+2): still 9 March in UTC.
 AFTER_MIDNIGHT = dt.datetime(2026, 3, 9, 22, 30, tzinfo=dt.UTC)
 # 9 March + 1 month is Thursday 9 April; 10 March + 1 month is 10 April, Orthodox Good
@@ -93,3 +99,28 @@ def test_the_register_chooses_the_time_zone(tmp_path: Path) -> None:
 def test_an_unknown_time_zone_is_refused_with_its_key(tmp_path: Path, value: str) -> None:
     problems = problems_of(with_setting(tmp_path, f"time_zone: {value}"))
     assert any("time_zone" in p and "time zone" in p for p in problems), problems
+
+
+def test_a_case_closed_after_midnight_in_bucharest_on_the_day_after_its_due_date_is_late(
+    state: State,
+) -> None:
+    received = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
+    with unit_of_work(state.sessions) as session:
+        case = open_case(
+            session,
+            Desk(state.register, state.providers),
+            SubjectIdentity(email="late@example.org"),
+            ["access"],
+            channel="email",
+            now=received,
+            actor=DPO,
+            language="en",
+        )
+        due = case.due_at
+        # 22:30 UTC on the due date is 00:30 the next day in Bucharest: too late
+        close_case(session, case, dt.datetime.combine(due, dt.time(22, 30), dt.UTC), DPO, "done")
+    with state.sessions() as session:
+        zone = state.register.rights.time_zone
+        figures = repository.figures(session, due, due, due + dt.timedelta(days=1), zone)
+        assert (figures.closed, figures.on_time) == (1, 0)
+        assert repository.figures(session, due, due, due, "Europe/London").on_time == 1

@@ -110,7 +110,9 @@ def queue(
             (c, rights_of(c), casework.days_left(c, today), staff.get(c.assignee_id or 0))
             for c in cases
         ],
-        figures=repository.figures(db, today, period_start, period_end),
+        figures=repository.figures(
+            db, today, period_start, period_end, state.register.rights.time_zone
+        ),
         chart=_chart(casework.by_days_left(repository.open_due_dates(db), today)),
         period=(period_start.isoformat(), period_end.isoformat()),
         chosen=chosen,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session, defer
 
+from gardien.rights.deadlines import DEFAULT_TIME_ZONE, local_day
 from gardien.rights.models import (
     EMAIL_INDEX,
     PHONE_INDEX,
@@ -98,9 +99,16 @@ class Figures:
         return self.on_time / self.closed if self.closed else None
 
 
-def figures(session: Session, today: dt.date, start: dt.date, end: dt.date) -> Figures:
+def figures(
+    session: Session,
+    today: dt.date,
+    start: dt.date,
+    end: dt.date,
+    time_zone: str = DEFAULT_TIME_ZONE,
+) -> Figures:
     """Open cases now (due soon, late) and the on-time rate of the cases closed between
-    ``start`` and ``end`` (both included): answered by their due date / closed."""
+    ``start`` and ``end`` (both included): answered by their due date / closed, the day of
+    closing read on the controller's clock (``time_zone``), like the due date."""
 
     def count(*conditions: ColumnElement[bool]) -> int:
         query = select(func.count()).select_from(RightsCase).where(*conditions)
@@ -116,7 +124,9 @@ def figures(session: Session, today: dt.date, start: dt.date, end: dt.date) -> F
     closed = list(
         session.execute(select(RightsCase.closed_at, RightsCase.due_at).where(*in_period))
     )
-    on_time = sum(1 for closed_at, due in closed if closed_at and closed_at.date() <= due)
+    on_time = sum(
+        1 for closed_at, due in closed if closed_at and local_day(closed_at, time_zone) <= due
+    )
     return Figures(
         open=count(is_open),
         due_soon=count(is_open, RightsCase.due_at >= today, RightsCase.due_at <= soon),
