@@ -193,6 +193,13 @@ def describe_refusals(app: FastAPI) -> None:
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
                 for status, description in REFUSALS.items():
+                    own = responses.get(status)
+                    if own is not None and status != "422":
+                        # A route that describes a refusal itself answers it in its own
+                        # media type (``/metrics``: text/plain).
+                        success = responses.get("200", {}).get("content")
+                        own.setdefault("content", success or {})
+                        continue
                     responses[status] = {
                         "description": description,
                         "content": {
