@@ -11,8 +11,10 @@ session's CSRF token; the rules live in ``casework`` and ``service``.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -185,6 +187,9 @@ def _intake_page(
             "rights": [],
             "email": "",
             "phone": "",
+            "ip": "",
+            "ip_from": "",
+            "ip_to": "",
         },
         channels=casework.INTAKE_CHANNELS,
         rights=offered(state.register),
@@ -215,6 +220,43 @@ def _phone(state: AppState, value: str) -> str | None:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
+MAX_IP_PERIOD_DAYS = 366
+"""The longest period an IP address is searched in the connection log for (its retention is
+shorter): an address is shared over time, the period keeps the search to the person."""
+
+
+def _ip(
+    state: AppState, value: str, start: str, end: str
+) -> tuple[str | None, tuple[dt.datetime, dt.datetime] | None]:
+    """An IP address and the days it was used (both required together), on the register's
+    clock: from the start of ``start`` to the end of ``end``."""
+    if not value.strip():
+        if start or end:
+            raise BadRequest(N_("give the IP address the period is for"))
+        return None, None
+    try:
+        address = str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise BadRequest(N_("the IP address is not valid")) from None
+    try:
+        first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    except ValueError:
+        raise BadRequest(
+            N_("give the period the IP address was used in (two dates, YYYY-MM-DD)")
+        ) from None
+    if last < first or (last - first).days > MAX_IP_PERIOD_DAYS:
+        raise BadRequest(
+            N_("the period must end after it starts and last at most %(days)s days"),
+            days=MAX_IP_PERIOD_DAYS,
+        )
+    office = ZoneInfo(state.register.rights.time_zone)
+    period = (
+        dt.datetime.combine(first, dt.time(), office).astimezone(dt.UTC),
+        dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), office).astimezone(dt.UTC),
+    )
+    return address, period
+
+
 def _scan(upload: UploadFile | None) -> bytes | None:
     if upload is None or (not upload.filename and not upload.size):
         return None
@@ -230,6 +272,7 @@ def _letter(
     rights: list[str],
     email: str,
     phone: str,
+    ip: tuple[str, str, str] = ("", "", ""),
 ) -> casework.Letter:
     """The intake form's fields, checked (``BadRequest`` with the reason otherwise)."""
     try:
@@ -241,6 +284,7 @@ def _letter(
         raise BadRequest(N_("choose at least one of the rights offered"))
     if language not in state.register.languages.available:
         raise BadRequest(N_("choose the person's language"))
+    address, period = _ip(state, *ip)
     return casework.Letter(
         channel=channel,
         received=received_on,
@@ -248,6 +292,8 @@ def _letter(
         email=_email(email),
         phone=_phone(state, phone),
         language=language,
+        ip_address=address,
+        period=period,
     )
 
 
@@ -267,11 +313,16 @@ def intake(
     rights: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI reads a fresh list
     email: Annotated[str, Form(max_length=254)] = "",
     phone: Annotated[str, Form(max_length=40)] = "",
+    ip: Annotated[str, Form(max_length=45)] = "",
+    ip_from: Annotated[str, Form(max_length=10)] = "",
+    ip_to: Annotated[str, Form(max_length=10)] = "",
     scan: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     check_csrf(context, csrf)
     try:
-        letter = _letter(state, channel, received, language, rights, email, phone)
+        letter = _letter(
+            state, channel, received, language, rights, email, phone, (ip, ip_from, ip_to)
+        )
         content = _scan(scan)
         checked = check_upload(content) if content is not None else None
         recorded = casework.record_letter(
@@ -281,6 +332,7 @@ def intake(
         values: dict[str, object] = {"channel": channel, "received": received}
         values |= {"language": language}
         values |= {"rights": rights, "email": email, "phone": phone}
+        values |= {"ip": ip, "ip_from": ip_from, "ip_to": ip_to}
         message = localise(refused.template, dict(refused.params), language_of(state, request))
         return _intake_page(state, request, context, error=message, values=values)
     if context.session is not None:

@@ -138,6 +138,10 @@ class Letter:
     email: str | None
     phone: str | None
     language: str
+    ip_address: str | None = None
+    """An address the person says they used, searched in the connection log within
+    ``period`` (both or neither)."""
+    period: tuple[dt.datetime, dt.datetime] | None = None
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,12 @@ def record_letter(
         case = open_case(
             session,
             desk,
-            SubjectIdentity(email=letter.email, phone=letter.phone),
+            SubjectIdentity(
+                email=letter.email,
+                phone=letter.phone,
+                ip_address=letter.ip_address,
+                period=letter.period,
+            ),
             letter.rights,
             channel=letter.channel,
             now=now,
