@@ -282,3 +282,26 @@ def test_portal_writes_spend_the_public_write_budget(client: TestClient) -> None
     refused = client.post("/api/rights/requests", json={"rights": ["access"], "email": EMAIL})
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
     assert client.get("/rights").status_code == 200  # reading is free
+
+
+def test_the_measurement_visitor_id_is_filled_in_from_the_cookie_and_ties_the_case(
+    client: TestClient, state: State
+) -> None:
+    """A consenting visitor's ``_pk_id`` cookie names their measured visits: the portal fills
+    it in, and the case is opened for it too; a malformed one is refused with its reason."""
+    client.cookies.set("_pk_id.1.a1b2", "0123456789abcdef.1795000000.")
+    assert 'value="0123456789abcdef"' in client.get("/rights").text
+    reference = reference_of(ask(client, visitor_id="0123456789ABCDEF"))
+    with state.sessions() as session:
+        case = session.scalar(select(RightsCase).where(RightsCase.reference == reference))
+        assert case is not None and case.visitor_id == "0123456789abcdef"
+        assert case.visitor_id_index is not None
+    refused = ask(client, visitor_id="not-a-visitor")
+    assert refused.status_code == 422
+    assert "A visitor id is the 16 letters and digits" in refused.text
+    api = client.post(
+        "/api/rights/requests",
+        json={"rights": ["access"], "email": EMAIL, "visitor_id": "12"},
+    )
+    assert api.status_code == 422
+    assert [p["field"] for p in api.json()["problems"]] == ["visitor_id"]

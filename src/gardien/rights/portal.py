@@ -56,7 +56,8 @@ PORTAL = "/rights"
 PORTAL_ACTOR = Actor("portal", "subject")
 MAX_LENGTH = 254
 CONSENT_ID = re.compile(r"[0-9a-f]{32}")
-FIELDS = frozenset({"rights", "email", "phone", "consent_id", "lang"})
+VISITOR_ID = re.compile(r"[0-9a-f]{16}")
+FIELDS = frozenset({"rights", "email", "phone", "consent_id", "visitor_id", "lang"})
 
 RIGHT_LABELS = {
     "access": N_("Access: a copy of the personal data you hold about me"),
@@ -77,6 +78,9 @@ MESSAGES = {
     "characters": N_("This field contains characters that are not allowed."),
     "unknown": N_("This field is not part of the form."),
     "consent_id": N_("A consent id is the 32 characters shown in the cookie panel."),
+    "visitor_id": N_(
+        "A visitor id is the 16 letters and digits at the start of the _pk_id cookie's value."
+    ),
     "contact": N_(
         "Give your e-mail address, or, if we know only your phone number, that number: the "
         "code is then sent by text message."
@@ -110,6 +114,10 @@ class Intake:
     consent_id: str | None = None
     """The cookie banner's consent id (read from the person's consent cookie, or typed from
     the cookie panel): what ties their consent records and measurement to them (Art. 11(2))."""
+    visitor_id: str | None = None
+    """The audience measurement's visitor id (read from the browser's ``_pk_id`` cookie when
+    the visitor consented to measurement): what ties their measured visits to them. Like the
+    consent id, a random value only that browser holds."""
 
     @property
     def by_sms(self) -> bool:
@@ -170,9 +178,14 @@ def check(register: Register, raw: Mapping[str, object], language: str) -> Intak
         consent_id = consent_id.lower()
         if not CONSENT_ID.fullmatch(consent_id):
             problems.append(Problem("consent_id", "consent_id"))
+    visitor_id = _text(raw, "visitor_id", problems, required=False)
+    if visitor_id is not None:
+        visitor_id = visitor_id.lower()
+        if not VISITOR_ID.fullmatch(visitor_id):
+            problems.append(Problem("visitor_id", "visitor_id"))
     if problems:
         raise Invalid(problems)
-    return Intake(rights, email, phone, language, consent_id)
+    return Intake(rights, email, phone, language, consent_id, visitor_id)
 
 
 def _text(
@@ -240,7 +253,10 @@ def submit(
     linked = case is not None
     if case is None:
         subject = SubjectIdentity(
-            email=intake.email, phone=intake.phone, consent_id=intake.consent_id
+            email=intake.email,
+            phone=intake.phone,
+            consent_id=intake.consent_id,
+            visitor_id=intake.visitor_id,
         )
         case = open_case(
             session,

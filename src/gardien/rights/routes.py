@@ -37,6 +37,7 @@ from gardien.rights.admin_restriction import router as restriction_router
 from gardien.rights.deadlines import local_day
 from gardien.rights.exchange import RightsDocument
 from gardien.rights.models import RightsCase
+from gardien.rights.possession import possession_of
 from gardien.rights.service import Desk
 from gardien.storage.database import unit_of_work
 
@@ -150,9 +151,14 @@ def _submit(state: State, intake: portal.Intake) -> portal.Submitted:
 
 @router.get("/rights", response_class=HTMLResponse, summary="The rights portal")
 def rights_portal(state: AppState, request: Request) -> Response:
-    # The consent id of this browser's cookie, filled in (withdrawing is as easy as giving).
+    # The consent id and measurement visitor id of this browser's cookies, filled in
+    # (withdrawing is as easy as giving; measured visits are found by the visitor id).
     decision = consent_cookie.parse(request.cookies.get(consent_cookie.NAME))
-    values = {"consent_id": decision.consent_id} if decision is not None else None
+    held = possession_of(request.cookies)
+    values = {
+        "consent_id": decision.consent_id if decision is not None else "",
+        "visitor_id": (held.visitor_id or "") if held is not None else "",
+    }
     return _portal_page(state, language_of(state, request), values=values)
 
 
