@@ -20,6 +20,7 @@ from bench import (
     crypto,
     forms,
     rights,
+    soak,
     startup,
     throughput,
     tracker_size,
@@ -39,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[], list[Verdict]]] = {
     "analytics_reports": analytics_reports.run,
     "rights": rights.run,
     "backup": backup.run,
+    "soak": soak.run,
 }
 
 

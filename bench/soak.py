@@ -1,0 +1,262 @@
+"""Soak: the mixed public write load at the highest rate the machine holds, for minutes.
+
+Tracking hits (``/matomo.php``), consent records, contact-form submissions and rights requests,
+in turn, from ``bench.soakgen`` in its own process (closed loop, ``CONNECTIONS`` keep-alive
+connections, bounded by time and by count), against three set-ups: SQLite with one server,
+PostgreSQL with one server, PostgreSQL with two servers on one schema (different ports, the
+connections split between them). Each server is the consent-records bench app: ``create_app``
+as ``gardien serve`` builds it, with the public-write budgets raised (a soak from one address
+would otherwise be a stream of 429s, which is the budget working, not a figure); the scheduler
+does not run, so the outbox is not sent during the run.
+
+Reported per endpoint: requests per second, p50/p99 latency, errors (target: none). Per server:
+resident memory (RSS, the process and its children) after a warm-up that fills the caches
+(statement cache, templates, translations, connection pool), and at the end. Target: growth
+at most ``RSS_TOLERANCE`` (10 %) of the start. A Python server's RSS moves by a few MB with
+allocator fragmentation and the pool's high-water mark (+3 to +4 MB in a short run); 10 % is
+about 15 MB of a 155 MB server, which a leak of some 1.2 kB per request exceeds over the
+default minute (about 13,000 requests); a longer ``--seconds`` catches smaller leaks.
+Afterwards the rows are counted: every acknowledged write, and only those, must be stored
+(the databases start empty).
+
+Defaults keep the whole run under five minutes on a two-core machine: ``BENCH_SOAK_SECONDS``
+(default 60) measured seconds per set-up after ``BENCH_SOAK_WARMUP`` (10) seconds of warm-up;
+``python -m bench.soak --seconds 600`` for a longer soak. PostgreSQL is
+``GARDIEN_TEST_POSTGRES_URL`` (else the local test server), skipped when it is down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import (
+    HOST,
+    MB,
+    REPO_ROOT,
+    RunningServer,
+    Verdict,
+    free_port,
+    gardien_env,
+    heading,
+    print_table,
+    serving,
+    verdict,
+)
+from bench.consent_records import _decision, bench_command
+from bench.forms import _min_fill_seconds, _submission
+from bench.soakgen import KINDS, KindResult
+
+CONNECTIONS = 16
+MAX_REQUESTS = 2_000_000
+RSS_TOLERANCE = 0.10
+COLUMNS = "setup endpoint requests req/s p50_ms p99_ms errors stored".split()
+
+
+def _seconds(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _generate(servers: list[RunningServer], setup: Path, seconds: float) -> dict[str, KindResult]:
+    command = [
+        sys.executable,
+        "-m",
+        "bench.soakgen",
+        "--ports",
+        ",".join(str(s.port) for s in servers),
+        "--connections",
+        str(CONNECTIONS),
+        "--seconds",
+        str(seconds),
+        "--max-requests",
+        str(MAX_REQUESTS),
+        "--setup",
+        str(setup),
+    ]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"soak generator failed:\n{done.stderr[-2000:]}")
+    results = [KindResult(**json.loads(line)) for line in done.stdout.splitlines() if line]
+    return {r.kind: r for r in results}
+
+
+def _stored(database_url: str) -> dict[str, int]:
+    from sqlalchemy import create_engine, func, select
+
+    from gardien.analytics.models import AnalyticsHit
+    from gardien.consent.models import ConsentRecord
+    from gardien.forms.models import FormSubmission
+    from gardien.rights.models import RightsCase
+
+    tables = {
+        "hit": AnalyticsHit,
+        "consent": ConsentRecord,
+        "form": FormSubmission,
+        "rights": RightsCase,
+    }
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return {
+                kind: int(connection.scalar(select(func.count()).select_from(model)) or 0)
+                for kind, model in tables.items()
+            }
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class Soaked:
+    setup: str
+    results: dict[str, KindResult]
+    acknowledged: dict[str, int]
+    stored: dict[str, int]
+    rss: list[tuple[int, int]]
+    """(after warm-up, at the end) for each server."""
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.results.values())
+
+    @property
+    def complete(self) -> bool:
+        return self.stored == self.acknowledged
+
+    @property
+    def worst_growth(self) -> float:
+        return max((end - start) / start for start, end in self.rss)
+
+
+def _soak(setup: str, data_dir: Path, instances: int, database_url: str | None) -> Soaked:
+    warmup = _seconds("BENCH_SOAK_WARMUP", 10.0)
+    seconds = _seconds("BENCH_SOAK_SECONDS", 60.0)
+    env = gardien_env(data_dir)
+    if database_url:
+        env["GARDIEN_DATABASE_URL"] = database_url
+    with ExitStack() as stack:
+        servers: list[RunningServer] = []
+        for _ in range(instances):
+            # One after the other: the first has migrated the schema when the second starts.
+            port = free_port()
+            servers.append(stack.enter_context(serving(bench_command(port), env, port)))
+        setup_file = data_dir / "soak-setup.json"
+        body = {"consent": _decision(servers[0].port), "form": _submission(servers[0].port)}
+        setup_file.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
+        # The form's stamp must be older than the minimum fill time, as for a person.
+        time.sleep(_min_fill_seconds() + 1)
+        warm = _generate(servers, setup_file, warmup)
+        rss_start = [s.rss_bytes() for s in servers]
+        results = _generate(servers, setup_file, seconds)
+        rss_end = [s.rss_bytes() for s in servers]
+    acknowledged = {k: warm[k].acknowledged + results[k].acknowledged for k in KINDS}
+    stored = _stored(database_url or f"sqlite:///{data_dir / 'gardien.db'}")
+    return Soaked(setup, results, acknowledged, stored, list(zip(rss_start, rss_end, strict=True)))
+
+
+def _report(soaked: list[Soaked]) -> list[Verdict]:
+    rows: list[list[str]] = []
+    for s in soaked:
+        for kind in KINDS:
+            r = s.results[kind]
+            rows.append(
+                [
+                    s.setup,
+                    r.path,
+                    str(r.requests),
+                    f"{r.requests_per_second:.0f}",
+                    f"{r.p50_ms:.1f}",
+                    f"{r.p99_ms:.1f}",
+                    str(r.errors) + (f" {r.statuses}" if r.statuses else ""),
+                    f"{s.stored[kind]}/{s.acknowledged[kind]}",
+                ]
+            )
+        total = sum(r.requests for r in s.results.values())
+        seconds = next(iter(s.results.values())).seconds
+        rows.append([s.setup, "all", str(total), f"{total / seconds:.0f}", "", "", "", ""])
+    print_table(COLUMNS, rows)
+    print("stored = rows in the database / writes acknowledged 2xx (warm-up included)")
+    memory: list[list[str]] = []
+    for s in soaked:
+        for number, (start, end) in enumerate(s.rss, start=1):
+            growth = (end - start) / start
+            memory.append(
+                [
+                    f"{s.setup} #{number}",
+                    f"{start / MB:.1f}",
+                    f"{end / MB:.1f}",
+                    f"{(end - start) / MB:+.1f}",
+                    f"{100 * growth:+.1f}%",
+                    verdict(growth <= RSS_TOLERANCE),
+                ]
+            )
+    print_table("server rss_start_MB rss_end_MB growth_MB growth target".split(), memory)
+    verdicts = []
+    for s in soaked:
+        total = sum(r.requests for r in s.results.values())
+        seconds = next(iter(s.results.values())).seconds
+        verdicts.append(
+            Verdict(
+                f"soak ({s.setup}): mixed load, 0 errors, every acknowledged write stored",
+                f"{total / seconds:.0f} req/s for {seconds:.0f} s, {s.errors} errors, "
+                f"stored {'=' if s.complete else '≠'} acknowledged",
+                s.errors == 0 and s.complete,
+            )
+        )
+        verdicts.append(
+            Verdict(
+                f"soak ({s.setup}): RSS growth ≤ {100 * RSS_TOLERANCE:.0f}% per server",
+                ", ".join(f"{100 * (end - start) / start:+.1f}%" for start, end in s.rss),
+                s.worst_growth <= RSS_TOLERANCE,
+            )
+        )
+    for v in verdicts:
+        print(f"{v.label}  {v.target}: {v.measured}")
+    return verdicts
+
+
+def run() -> list[Verdict]:
+    from bench.connlog import DEFAULT_POSTGRES, _postgres_schema
+
+    seconds = _seconds("BENCH_SOAK_SECONDS", 60.0)
+    heading(
+        f"soak: mixed public writes, {CONNECTIONS} keep-alive connections, "
+        f"{_seconds('BENCH_SOAK_WARMUP', 10.0):.0f} s warm-up + {seconds:.0f} s per set-up"
+    )
+    soaked: list[Soaked] = []
+    url = os.environ.get("GARDIEN_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
+    with tempfile.TemporaryDirectory(prefix="gardien-soak-") as directory:
+        root = Path(directory)
+        (root / "sqlite").mkdir()
+        soaked.append(_soak("sqlite x1", root / "sqlite", 1, None))
+        for instances in (1, 2):
+            with _postgres_schema(url) as schema_url:
+                if schema_url is None:
+                    break
+                data_dir = root / f"pg{instances}"
+                data_dir.mkdir()
+                soaked.append(_soak(f"postgresql x{instances}", data_dir, instances, schema_url))
+    return _report(soaked)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser.add_argument("--seconds", type=float, help="measured seconds per set-up (default 60)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds per set-up (default 10)")
+    args = parser.parse_args()
+    if args.seconds is not None:
+        os.environ["BENCH_SOAK_SECONDS"] = str(args.seconds)
+    if args.warmup is not None:
+        os.environ["BENCH_SOAK_WARMUP"] = str(args.warmup)
+    run()
+
+
+if __name__ == "__main__":
+    main()
