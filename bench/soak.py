@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import (
-    HOST,
     MB,
     REPO_ROOT,
     RunningServer,
