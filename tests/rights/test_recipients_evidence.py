@@ -199,16 +199,7 @@ def test_a_case_that_still_restricts_outlives_its_period_and_goes_with_its_messa
     desk = Desk(with_contact(state.register), state.providers)
     with unit_of_work(state.sessions) as session:
         case = session.scalars(select(RightsCase).where(RightsCase.reference == reference)).one()
-        restriction.restrict(session, desk, case, now=clock.now(), actor=AGENT)
-        recipients.notify(
-            session,
-            desk,
-            case,
-            "restriction",
-            base_url="https://g.example",
-            now=clock.now(),
-            actor=AGENT,
-        )
+        restriction.restrict(session, desk, case, now=clock.now(), actor=AGENT)  # tells them
         close_case(session, case, clock.now(), AGENT, "restricted")
         told = [n.outbox_id for n in recipients.of_case(session, case) if n.outbox_id]
     assert told

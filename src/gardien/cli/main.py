@@ -956,7 +956,7 @@ def _open_cli_case(
     from gardien.rights.service import Desk, open_case
     from gardien.storage.database import unit_of_work
 
-    desk = Desk(state.register, state.providers)
+    desk = Desk(state.register, state.providers, state.settings.base_url)
     with unit_of_work(state.sessions) as session:
         case = open_case(
             session,

@@ -64,7 +64,7 @@ ASSIGNEES = ("me", "none")
 
 
 def _desk(state: AppState) -> Desk:
-    return Desk(state.register, state.providers)
+    return Desk(state.register, state.providers, state.settings.base_url)
 
 
 def _choice(value: str | None, allowed: tuple[str, ...] | frozenset[str], name: str) -> str | None:

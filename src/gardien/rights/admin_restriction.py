@@ -44,7 +44,7 @@ NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 def _desk(state: AppState) -> Desk:
-    return Desk(state.register, state.providers)
+    return Desk(state.register, state.providers, state.settings.base_url)
 
 
 def _case(db: Session, reference: str) -> RightsCase:

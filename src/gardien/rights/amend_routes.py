@@ -53,7 +53,7 @@ MAX_CERTIFICATE = 5 * 1024 * 1024
 
 
 def _desk(state: State) -> Desk:
-    return Desk(state.register, state.providers)
+    return Desk(state.register, state.providers, state.settings.base_url)
 
 
 def _render(

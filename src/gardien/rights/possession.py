@@ -128,7 +128,7 @@ def _open(state: State, held: Possession, rights: list[str], language: str) -> R
         now = state.clock.now()
         case = open_case(
             session,
-            Desk(state.register, state.providers),
+            Desk(state.register, state.providers, state.settings.base_url),
             held.subject,
             rights,
             channel=CHANNEL,
@@ -149,7 +149,7 @@ def self_service_export(state: State, held: Possession, language: str) -> tuple[
     with unit_of_work(state.sessions) as session:
         case = session.get_one(RightsCase, opened.id)
         now = state.clock.now()
-        desk = Desk(state.register, state.providers)
+        desk = Desk(state.register, state.providers, state.settings.base_url)
         package = export_package(session, desk, case, subject_of(case), now=now, actor=BROWSER)
         if not package.failures:
             add_event(session, case, now, BROWSER, "package_delivered", "downloaded at once")
@@ -163,7 +163,7 @@ def self_service_erase(state: State, held: Possession, language: str) -> dict[st
     opened = _open(state, held, ["erasure"], language)
     with unit_of_work(state.sessions) as session:
         case = session.get_one(RightsCase, opened.id)
-        desk = Desk(state.register, state.providers)
+        desk = Desk(state.register, state.providers, state.settings.base_url)
         return erase(
             session,
             desk,

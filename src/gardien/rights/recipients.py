@@ -29,7 +29,7 @@ from gardien.forms.models import OutboxMessage
 from gardien.i18n import translator
 from gardien.register.schema import Register
 from gardien.rights import casework
-from gardien.rights.models import RightsCase
+from gardien.rights.models import RightsCase, RightsEvent
 from gardien.rights.provider import ACTIVITY
 from gardien.rights.service import Desk, add_event, subject_of
 from gardien.security.audit import Actor
@@ -140,12 +140,17 @@ def notify(
     base_url: str,
     now: dt.datetime,
     actor: Actor,
+    by_agent: bool = True,
 ) -> list[RightsRecipientNotice]:
-    """Notify every recipient of the activities involved of ``operation``."""
+    """Notify every recipient of the activities involved of ``operation``: the admin's button
+    (``by_agent``), or ``automatic`` where an erasure, an approved rectification or a
+    restriction is carried out (already authorised there)."""
     if operation not in OPERATIONS:
         raise BadRequest(N_("unknown operation"))
-    if not casework.is_verified(case):
+    if by_agent and not casework.is_verified(case):
         raise Conflict(N_("the requester's identity is not verified yet"))
+    if already(session, case, operation):
+        raise Conflict(N_("the recipients were already notified of this operation"))
     made: list[RightsRecipientNotice] = []
     activities = {a.id: a for a in desk.register.activities}
     for activity_id in involved(session, desk, case):
@@ -196,6 +201,49 @@ def notify(
         add_event(session, case, now, actor, "recipients_none", f"{operation}: no recipient")
     session.flush()
     return made
+
+
+def already(session: Session, case: RightsCase, operation: str) -> bool:
+    """Whether the recipients were told (or found to be none) of ``operation`` in this case."""
+    if session.scalar(
+        select(RightsRecipientNotice.id)
+        .where(
+            RightsRecipientNotice.case_id == case.id,
+            RightsRecipientNotice.operation == operation,
+        )
+        .limit(1)
+    ):
+        return True
+    return (
+        session.scalar(
+            select(RightsEvent.id)
+            .where(
+                RightsEvent.case_id == case.id,
+                RightsEvent.kind == "recipients_none",
+                RightsEvent.detail == f"{operation}: no recipient",
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def automatic(
+    session: Session,
+    desk: Desk,
+    case: RightsCase,
+    operation: str,
+    *,
+    now: dt.datetime,
+    actor: Actor,
+) -> list[RightsRecipientNotice]:
+    """Art. 19 without an agent's gesture: called where the operation is carried out, once per
+    case and operation (a second call does nothing)."""
+    if already(session, case, operation):
+        return []
+    return notify(
+        session, desk, case, operation, base_url=desk.base_url, now=now, actor=actor, by_agent=False
+    )
 
 
 def acknowledge(session: Session, token: str, now: dt.datetime) -> RightsRecipientNotice:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from gardien.errors import N_, BadRequest, Conflict, NotFound
 from gardien.forms.validation import check_field
 from gardien.register.schema import FormField, Register
-from gardien.rights import casework
+from gardien.rights import casework, recipients
 from gardien.rights.amendments import RightsRectification
 from gardien.rights.models import RightsCase
 from gardien.rights.service import Desk, add_event, subject_of
@@ -203,6 +203,7 @@ def decide(
             )
         row.status = "applied"
         row.changed = sum(changed.values())
+        recipients.automatic(session, desk, case, RIGHT, now=now, actor=actor)
     else:
         if not reasons:
             raise BadRequest(N_("a refusal must state its reasons"))

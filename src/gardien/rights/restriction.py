@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from gardien.backup import journal
 from gardien.errors import N_, BadRequest, Conflict
 from gardien.register.schema import LegalBasis
-from gardien.rights import casework
+from gardien.rights import casework, recipients
 from gardien.rights.models import RightsCase, RightsEvent
 from gardien.rights.service import Desk, add_event, subject_of
 from gardien.security.audit import Actor, record
@@ -71,6 +71,7 @@ def restrict(
         "; ".join(f"{name}: {count}" for name, count in counts.items()),
     )
     _trace(session, case, now, actor, "rights.restricted")
+    recipients.automatic(session, desk, case, "restriction", now=now, actor=actor)
     return counts
 
 

@@ -138,7 +138,7 @@ def _submit(state: State, intake: portal.Intake) -> portal.Submitted:
     with unit_of_work(state.sessions) as session:
         return portal.submit(
             session,
-            Desk(state.register, state.providers),
+            Desk(state.register, state.providers, state.settings.base_url),
             intake,
             secret=state.secret,
             base_url=state.settings.base_url,
@@ -273,7 +273,10 @@ def _verify(state: State, reference: str, code: str) -> tuple[portal.Verificatio
             notify.acknowledge_once(session, result.case, register=state.register, now=now)
         if result.outcome is portal.Outcome.verified and result.case is not None:
             withdrawal.on_verified(
-                session, Desk(state.register, state.providers), result.case, now=now
+                session,
+                Desk(state.register, state.providers, state.settings.base_url),
+                result.case,
+                now=now,
             )
         summary = (
             _summary(session, result.case, state.register.rights.time_zone)

@@ -72,6 +72,8 @@ class Desk:
 
     register: Register
     providers: ProviderRegistry
+    base_url: str = "http://127.0.0.1:8000"
+    """Where the acknowledgement links of recipients' notifications point (``settings``)."""
 
 
 # -- cases --------------------------------------------------------------------------------------
@@ -700,6 +702,11 @@ def erase(
         )
     else:
         kept_any = any(s.get("kept") for s in stores)
+        # Art. 19: the register's recipients of the activities that held the data are told,
+        # whatever the channel (portal, admin, CLI, possession); once per case and operation.
+        from gardien.rights import recipients
+
+        recipients.automatic(session, desk, case, "erasure", now=now, actor=actor)
         close_case(session, case, now, actor, "erased_with_exceptions" if kept_any else "erased")
         if notify_person:
             # Imported here: the notices build on this module's cases and events.
