@@ -25,6 +25,7 @@ from gardien.deps import AppState, DbSession, State
 from gardien.errors import N_, BadRequest, GardienError, NotFound
 from gardien.forms.routes import _language as language_of
 from gardien.i18n import translator
+from gardien.register.schema import FormField
 from gardien.rights import (
     directives,
     notify,
@@ -97,6 +98,7 @@ def _rectify_page(
     language: str,
     reference: str,
     token: str,
+    held: Mapping[str, FormField],
     *,
     values: Mapping[str, str] | None = None,
     error: str | None = None,
@@ -111,7 +113,7 @@ def _rectify_page(
             "max_length": spec.max_length,
             "multiline": spec.type.value == "textarea",
         }
-        for spec in rectification.rectifiable_fields(state.register).values()
+        for spec in held.values()
     ]
     return _render(
         state,
@@ -129,24 +131,26 @@ def _rectify_page(
     )
 
 
-def _opens(state: State, reference: str, token: str, right: str) -> bool:
-    with state.sessions() as session:
-        try:
-            _case(session, state, reference, token, right)
-        except NotFound:
-            return False
-        return True
-
-
 @router.get(
     "/rights/rectify/{reference}", response_class=HTMLResponse, summary="Propose corrections"
 )
 async def rectify_page(reference: str, state: AppState, request: Request) -> Response:
     language = language_of(state, request)
     token = request.query_params.get("token", "")[:64]
-    if not await run_in_threadpool(_opens, state, reference[:24], token, rectification.RIGHT):
+    held = await run_in_threadpool(_held, state, reference[:24], token)
+    if held is None:
         return _unknown(state, language)
-    return _rectify_page(state, language, reference[:24], token)
+    return _rectify_page(state, language, reference[:24], token, held)
+
+
+def _held(state: State, reference: str, token: str) -> dict[str, FormField] | None:
+    """The fields of the activities that hold the person's data, or None (no such case)."""
+    with state.sessions() as session:
+        try:
+            case = _case(session, state, reference, token, rectification.RIGHT)
+        except NotFound:
+            return None
+        return rectification.held_fields(session, _desk(state), case)
 
 
 def _propose(state: State, reference: str, token: str, raw: Mapping[str, object]) -> None:
@@ -177,16 +181,18 @@ async def rectify_submit(reference: str, state: AppState, request: Request) -> R
     except NotFound:
         return _unknown(state, language)
     except GardienError as refused:
+        held = await run_in_threadpool(_held, state, reference, token)
         return _rectify_page(
             state,
             language,
             reference,
             token,
+            held or {},
             values=values,
             error=refused.text(language),
             status=422 if refused.status == 400 else refused.status,
         )
-    return _rectify_page(state, language, reference, token, done=True)
+    return _rectify_page(state, language, reference, token, {}, done=True)
 
 
 # -- post-mortem directives, the person's side ----------------------------------------------

@@ -2,10 +2,12 @@
 an agent approves or refuses them with reasons, every provider applies an approved one.
 
 The fields a person may correct are those the register declares for the forms of the
-activities that hold their data (the values Gardien received from them); each new value is
-checked as the form checked the original (an e-mail normalised, a phone in E.164). Consent
-records and audience measurement hold no value to correct: a record states what was decided
-and when, a hit what was observed; the answer says so.
+activities that hold their data (the values Gardien received from them, found by the
+providers for the case's identity: a field of another activity is refused with the reason,
+nothing stored); each new value is checked as the form checked the original (an e-mail
+normalised, a phone in E.164). Consent records and audience measurement hold no value to
+correct: a record states what was decided and when, a hit what was observed; the answer says
+so.
 
 The proposal is kept encrypted only until it is decided. The case file then keeps the names
 of the fields changed and a SHA-256 of the proposal, never a value in clear; the old values
@@ -18,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -56,13 +58,31 @@ class Decision:
     changed: dict[str, int]
 
 
-def rectifiable_fields(register: Register) -> dict[str, FormField]:
-    """Field name → its declaration, for every form of the register (the first wins)."""
+def rectifiable_fields(
+    register: Register, holding: Collection[str] | None = None
+) -> dict[str, FormField]:
+    """Field name → its declaration, for every form of the register (the first wins), or
+    only the forms of the activities in ``holding``."""
     fields: dict[str, FormField] = {}
     for form in register.forms:
+        if holding is not None and form.activity not in holding:
+            continue
         for spec in form.fields:
             fields.setdefault(spec.name, spec)
     return fields
+
+
+def held_fields(session: Session, desk: Desk, case: RightsCase) -> dict[str, FormField]:
+    """The fields the person may correct: those of the forms whose activity holds their data
+    (found by the providers for the case's identity), not every form of the register."""
+    subject = subject_of(case)
+    holding = {
+        activity
+        for provider in desk.providers.providers
+        for activity, count in provider.find(session, subject).counts.items()
+        if count
+    }
+    return rectifiable_fields(desk.register, holding)
 
 
 def _verified(case: RightsCase) -> None:
@@ -75,10 +95,14 @@ def _verified(case: RightsCase) -> None:
 
 
 def check_corrections(
-    register: Register, corrections: Mapping[str, object], description: object
+    register: Register,
+    corrections: Mapping[str, object],
+    description: object,
+    known: Mapping[str, FormField] | None = None,
 ) -> tuple[dict[str, str], str]:
-    """Clean values and description, or ``BadRequest`` naming the field (never the value)."""
-    known = rectifiable_fields(register)
+    """Clean values and description, or ``BadRequest`` naming the field (never the value);
+    ``known`` the fields the person may correct (default: every form's)."""
+    known = rectifiable_fields(register) if known is None else known
     if len(corrections) > MAX_FIELDS:
         raise BadRequest(N_("at most %(limit)s fields at once"), limit=MAX_FIELDS)
     country = register.operator.addresses[0].country
@@ -121,7 +145,9 @@ def propose(
 ) -> RightsRectification:
     """Record the person's proposal in their verified case. Flushes."""
     _verified(case)
-    clean, text = check_corrections(desk.register, corrections, description)
+    clean, text = check_corrections(
+        desk.register, corrections, description, held_fields(session, desk, case)
+    )
     pending = session.scalar(
         select(RightsRectification.id).where(
             RightsRectification.case_id == case.id, RightsRectification.status == "proposed"
