@@ -57,6 +57,7 @@ from bench.soakgen import KINDS, KindResult
 CONNECTIONS = 16
 MAX_REQUESTS = 2_000_000
 RSS_TOLERANCE = 0.10
+SAMPLE_SECONDS = 5.0
 COLUMNS = "setup endpoint requests req/s p50_ms p99_ms errors stored".split()
 
 
@@ -64,7 +65,11 @@ def _seconds(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
-def _generate(servers: list[RunningServer], setup: Path, seconds: float) -> dict[str, KindResult]:
+def _generate(
+    servers: list[RunningServer], setup: Path, seconds: float
+) -> tuple[dict[str, KindResult], list[list[int]]]:
+    """The generator's results, and each server's RSS sampled every ``SAMPLE_SECONDS``
+    while it ran (first sample at the start, last at the end)."""
     command = [
         sys.executable,
         "-m",
@@ -80,11 +85,21 @@ def _generate(servers: list[RunningServer], setup: Path, seconds: float) -> dict
         "--setup",
         str(setup),
     ]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"soak generator failed:\n{done.stderr[-2000:]}")
-    results = [KindResult(**json.loads(line)) for line in done.stdout.splitlines() if line]
-    return {r.kind: r for r in results}
+    samples = [[s.rss_bytes() for s in servers]]
+    with subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as generator:
+        while True:
+            try:
+                out, err = generator.communicate(timeout=SAMPLE_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                samples.append([s.rss_bytes() for s in servers])
+    samples.append([s.rss_bytes() for s in servers])
+    if generator.returncode != 0:
+        raise RuntimeError(f"soak generator failed:\n{err[-2000:]}")
+    results = [KindResult(**json.loads(line)) for line in out.splitlines() if line]
+    return {r.kind: r for r in results}, [list(server) for server in zip(*samples, strict=True)]
 
 
 def _stored(database_url: str) -> dict[str, int]:
@@ -118,8 +133,8 @@ class Soaked:
     results: dict[str, KindResult]
     acknowledged: dict[str, int]
     stored: dict[str, int]
-    rss: list[tuple[int, int]]
-    """(after warm-up, at the end) for each server."""
+    rss: list[list[int]]
+    """Each server's RSS samples from the end of the warm-up to the end of the run."""
 
     @property
     def errors(self) -> int:
@@ -131,7 +146,7 @@ class Soaked:
 
     @property
     def worst_growth(self) -> float:
-        return max((end - start) / start for start, end in self.rss)
+        return max((samples[-1] - samples[0]) / samples[0] for samples in self.rss)
 
 
 def _soak(setup: str, data_dir: Path, instances: int, database_url: str | None) -> Soaked:
@@ -151,13 +166,11 @@ def _soak(setup: str, data_dir: Path, instances: int, database_url: str | None) 
         setup_file.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
         # The form's stamp must be older than the minimum fill time, as for a person.
         time.sleep(_min_fill_seconds() + 1)
-        warm = _generate(servers, setup_file, warmup)
-        rss_start = [s.rss_bytes() for s in servers]
-        results = _generate(servers, setup_file, seconds)
-        rss_end = [s.rss_bytes() for s in servers]
+        warm, _ = _generate(servers, setup_file, warmup)
+        results, rss = _generate(servers, setup_file, seconds)
     acknowledged = {k: warm[k].acknowledged + results[k].acknowledged for k in KINDS}
     stored = _stored(database_url or f"sqlite:///{data_dir / 'gardien.db'}")
-    return Soaked(setup, results, acknowledged, stored, list(zip(rss_start, rss_end, strict=True)))
+    return Soaked(setup, results, acknowledged, stored, rss)
 
 
 def _report(soaked: list[Soaked]) -> list[Verdict]:
@@ -184,19 +197,26 @@ def _report(soaked: list[Soaked]) -> list[Verdict]:
     print("stored = rows in the database / writes acknowledged 2xx (warm-up included)")
     memory: list[list[str]] = []
     for s in soaked:
-        for number, (start, end) in enumerate(s.rss, start=1):
+        for number, samples in enumerate(s.rss, start=1):
+            start, half, end = samples[0], samples[len(samples) // 2], samples[-1]
             growth = (end - start) / start
             memory.append(
                 [
                     f"{s.setup} #{number}",
                     f"{start / MB:.1f}",
+                    f"{half / MB:.1f}",
                     f"{end / MB:.1f}",
+                    f"{max(samples) / MB:.1f}",
                     f"{(end - start) / MB:+.1f}",
                     f"{100 * growth:+.1f}%",
+                    f"{(end - half) / MB:+.1f}",
                     verdict(growth <= RSS_TOLERANCE),
                 ]
             )
-    print_table("server rss_start_MB rss_end_MB growth_MB growth target".split(), memory)
+    print_table(
+        "server rss_start_MB half_MB end_MB peak_MB growth_MB growth 2nd_half_MB target".split(),
+        memory,
+    )
     verdicts = []
     for s in soaked:
         total = sum(r.requests for r in s.results.values())
@@ -212,7 +232,7 @@ def _report(soaked: list[Soaked]) -> list[Verdict]:
         verdicts.append(
             Verdict(
                 f"soak ({s.setup}): RSS growth ≤ {100 * RSS_TOLERANCE:.0f}% per server",
-                ", ".join(f"{100 * (end - start) / start:+.1f}%" for start, end in s.rss),
+                ", ".join(f"{100 * (r[-1] - r[0]) / r[0]:+.1f}%" for r in s.rss),
                 s.worst_growth <= RSS_TOLERANCE,
             )
         )
