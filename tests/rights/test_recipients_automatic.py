@@ -11,28 +11,24 @@ from email.message import EmailMessage
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from gardien.deps import State
 from gardien.forms.models import OutboxMessage
 from gardien.rights import recipients, rectification
-from gardien.rights.models import RightsCase
 from gardien.rights.recipients import RightsRecipientNotice
-from gardien.rights.service import Desk, erase, open_case
+from gardien.rights.service import Desk, erase
 from gardien.storage.clock import FrozenClock
 from gardien.storage.database import unit_of_work
 from tests.forms.test_retention import submit_and_send
 from tests.rights.conftest import Seeded
+from tests.rights.test_notices import case_of
 from tests.rights.test_recipients_evidence import AGENT, PARTNER, notices, with_contact
+from tests.rights.test_rectification_scope import contested
 from tests.rights.test_restriction import REF, post, verified_case
 from tests.security.signin import signed_in
 
 BASE = "https://gardien.example.ro"
 NEW_EMAIL = "ana.corrected@example.org"
-
-
-def _case(session: Session, reference: str) -> RightsCase:
-    return session.scalars(select(RightsCase).where(RightsCase.reference == reference)).one()
 
 
 def test_an_erasure_tells_the_recipients_once_and_the_button_says_so(
@@ -41,7 +37,7 @@ def test_an_erasure_tells_the_recipients_once_and_the_button_says_so(
     REF[0] = reference = verified_case(state, seeded)
     desk = Desk(with_contact(state.register), state.providers, BASE)
     with unit_of_work(state.sessions) as session:
-        case = _case(session, reference)
+        case = case_of(session, reference)
         erase(session, desk, case, seeded.subject, now=clock.now(), actor=AGENT)
     made = notices(state)
     assert made and {n.operation for n in made} == {"erasure"}
@@ -55,7 +51,7 @@ def test_an_erasure_tells_the_recipients_once_and_the_button_says_so(
         assert f"{BASE}{recipients.ACK_PATH}?token=" in body.get_content()
     # idempotent: the same case and operation is never notified twice
     with unit_of_work(state.sessions) as session:
-        case = _case(session, reference)
+        case = case_of(session, reference)
         assert (
             recipients.automatic(session, desk, case, "erasure", now=clock.now(), actor=AGENT) == []
         )
@@ -108,32 +104,15 @@ def test_an_approved_rectification_tells_the_recipients_a_refused_one_does_not(
     state: State, clock: FrozenClock, seeded: Seeded
 ) -> None:
     desk = Desk(with_contact(state.register), state.providers, BASE)
-    references = []
-    for _ in range(2):
-        with unit_of_work(state.sessions) as session:
-            case = open_case(
-                session,
-                desk,
-                seeded.subject,
-                ["rectification"],
-                channel="email",
-                now=clock.now(),
-                actor=AGENT,
-                language="en",
-            )
-            case.verified_at = clock.now()
-            rectification.propose(
-                session, desk, case, {"email": NEW_EMAIL}, "", now=clock.now(), actor=AGENT
-            )
-            references.append(case.reference)
+    references = [contested(state, seeded, clock, ["rectification"], desk) for _ in range(2)]
     with unit_of_work(state.sessions) as session:
-        case = _case(session, references[0])
+        case = case_of(session, references[0])
         rectification.decide(
             session, desk, case, approve=False, reasons="it was right", now=clock.now(), actor=AGENT
         )
     assert [n for n in notices(state) if n.operation == "rectification"] == []
     with unit_of_work(state.sessions) as session:
-        case = _case(session, references[1])
+        case = case_of(session, references[1])
         rectification.decide(
             session, desk, case, approve=True, reasons=None, now=clock.now(), actor=AGENT
         )

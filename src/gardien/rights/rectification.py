@@ -28,14 +28,19 @@ from sqlalchemy.orm import Session
 
 from gardien.errors import N_, BadRequest, Conflict, NotFound
 from gardien.forms.validation import check_field
+from gardien.i18n import translator
 from gardien.register.schema import FormField, Register
 from gardien.rights import casework, recipients
+from gardien.rights import restriction as restricting
 from gardien.rights.amendments import RightsRectification
 from gardien.rights.models import RightsCase
 from gardien.rights.service import Desk, add_event, subject_of
 from gardien.security.audit import Actor, record
 
 RIGHT = "rectification"
+RIGHT_RESTRICTION = "restriction"
+CONTESTED = "restricted_contested"
+"""The event marking a restriction made because the person contested accuracy."""
 MAX_DESCRIPTION = 2000
 MAX_FIELDS = 20
 NOT_RECTIFIABLE = {
@@ -175,7 +180,31 @@ def propose(
         "rectification_proposed",
         f"fields: {row.fields or '-'}; description: {'yes' if text else 'no'}; sha256 {row.digest}",
     )
+    if not restricting.is_active(session, case):
+        # Art. 18(1)(a): accuracy contested, restricted while the agent checks it.
+        restricting.restrict(session, desk, case, now=now, actor=actor)
+        add_event(session, case, now, actor, CONTESTED, "until the rectification is decided")
     return row
+
+
+def _lift_contested(
+    session: Session, desk: Desk, case: RightsCase, *, now: dt.datetime, actor: Actor
+) -> None:
+    """Lift the restriction the proposal made, the person told first (Art. 18(3)); one the
+    person asked for or an agent applied since is left to the restriction page."""
+    restricted = restricting.last_event(session, case, "restricted")
+    contested = restricting.last_event(session, case, CONTESTED)
+    if not restricting.is_active(session, case) or contested is None or restricted is None:
+        return
+    if contested.id < restricted.id or RIGHT_RESTRICTION in case.rights.split(","):
+        return
+    _ = translator(case.language).gettext
+    notice = _(
+        "While we checked the correction you asked for, your data was kept but not otherwise "
+        "used (GDPR Art. 18(1)(a)). We have now decided on it, so this restriction is lifted."
+    )
+    restricting.announce_lift(session, desk, case, notice, now=now, actor=actor)
+    restricting.lift(session, desk, case, now=now, actor=actor)
 
 
 def pending(session: Session, case: RightsCase) -> RightsRectification | None:
@@ -235,6 +264,7 @@ def decide(
             raise BadRequest(N_("a refusal must state its reasons"))
         row.status = "refused"
         add_event(session, case, now, actor, "rectification_refused", f"sha256 {row.digest}")
+    _lift_contested(session, desk, case, now=now, actor=actor)
     row.reasons = reasons or None
     row.decided_at = now
     row.decided_by = actor.id

@@ -75,7 +75,7 @@ def restrict(
     return counts
 
 
-def _last(session: Session, case: RightsCase, kind: str) -> RightsEvent | None:
+def last_event(session: Session, case: RightsCase, kind: str) -> RightsEvent | None:
     return session.scalar(
         select(RightsEvent)
         .where(RightsEvent.case_id == case.id, RightsEvent.kind == kind)
@@ -109,8 +109,8 @@ def lift(
     """Lift the restriction, once the person was told (a notice after the restriction)."""
     if not is_active(session, case):
         raise Conflict(N_("processing is not restricted for this case"))
-    restricted = _last(session, case, "restricted")
-    announced = _last(session, case, "lift_announced")
+    restricted = last_event(session, case, "restricted")
+    announced = last_event(session, case, "lift_announced")
     if announced is None or (restricted is not None and announced.id < restricted.id):
         raise Conflict(N_("the person must be told before the restriction is lifted"))
     subject = subject_of(case)
