@@ -11,7 +11,14 @@ import pytest
 from playwright.sync_api import BrowserContext, Page
 
 from tests.browser.consent import Site, running
-from tests.browser.test_contact_form import first_visit, violations
+from tests.browser.test_contact_form import (
+    FRENCH,
+    first_visit,
+    send,
+    tick_consent,
+    type_fields,
+    violations,
+)
 from tests.browser.test_rights_portal import code_for
 
 pytestmark = pytest.mark.browser
@@ -48,7 +55,14 @@ def confirmed(visitor: BrowserContext, site: Site, right: str, email: str) -> tu
 def test_a_person_proposes_corrections_from_the_status_page(
     visitor: BrowserContext, amend_site: Site
 ) -> None:
-    page, _ = confirmed(visitor, amend_site, "rectification", "maria.pop@example.org")
+    page, _ = confirmed(visitor, amend_site, "rectification", FRENCH.typed["email"])
+    # Only the fields of activities holding the person's data are offered: they wrote to us.
+    contact = visitor.new_page()
+    contact.goto(f"{amend_site.url}/contact?lang=fr")
+    type_fields(contact, FRENCH)
+    tick_consent(contact)
+    send(contact, FRENCH)
+    contact.close()
     with page.expect_navigation():
         page.click("#rectify-link")
     assert page.locator("h1").inner_text() == "Correct your data"
