@@ -451,7 +451,9 @@ class GroupCommit:
                     connection.invalidate()
 
 
-_SHARED_PLANS: dict[tuple[int, Table, tuple[str, ...]], _InsertPlan] = {}
+_SHARED_PLANS: dict[tuple[str, str, Table, tuple[str, ...]], _InsertPlan] = {}
+"""Plans by dialect and driver name (not by the dialect object, whose id a later engine's may
+reuse once it is gone), table and keys."""
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Row]) -> None:
@@ -464,9 +466,10 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Row]) -> No
         return
     keys = tuple(rows[0])
     engine = connection.engine
-    plan = _SHARED_PLANS.get((id(engine.dialect), table, keys))
+    key = (engine.dialect.name, engine.dialect.driver, table, keys)
+    plan = _SHARED_PLANS.get(key)
     if plan is None:
-        plan = _SHARED_PLANS[(id(engine.dialect), table, keys)] = _InsertPlan(table, keys, engine)
+        plan = _SHARED_PLANS[key] = _InsertPlan(table, keys, engine)
     plan.execute(connection, rows)
 
 
