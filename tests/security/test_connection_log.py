@@ -216,6 +216,14 @@ def test_a_row_that_cannot_be_written_means_503(visitor: TestClient, log_table: 
     assert "Privacy" not in response.text  # the application's body never went out
 
 
+def test_a_stopped_writer_means_503_too(visitor: TestClient, log_table: State) -> None:
+    log_table.writer.stop()  # e.g. a request still arriving while the server shuts down
+    response = visitor.get("/privacy")
+    assert response.status_code == 503
+    assert response.json()["error"] == "service_unavailable"
+    assert entries(log_table) == []
+
+
 async def _crashing_app(scope: Scope, receive: Receive, send: Send) -> None:
     raise RuntimeError("boom")
 

@@ -292,7 +292,11 @@ class ConnectionLog:
                 if scope.get(LOGGED_SCOPE_KEY) == status:
                     # The route committed this request's row with its own (``commit_with_log``).
                     return send(message)
-                ticket = self.writer.enqueue(connection_log, self._row(scope, at, status, started))
+                try:
+                    row = self._row(scope, at, status, started)
+                    ticket = self.writer.enqueue(connection_log, row)
+                except Exception as exc:  # noqa: BLE001 - a stopped writer: fail closed
+                    return unavailable(exc)
                 held.append(message)
                 return _dropped()
             if ticket is None:
@@ -303,17 +307,22 @@ class ConnectionLog:
             held.append(message)
             return flush()
 
+        def unavailable(exc: Exception) -> Awaitable[None]:
+            """The row cannot be written: a 503 goes out instead of the application's answer."""
+            nonlocal failed
+            failed = True
+            held.clear()
+            log.error("connection log write failed", extra={"error": type(exc).__name__})
+            return _unavailable(send)
+
         async def flush() -> None:
             """Wait for the row, then pass the held messages on (or a 503 if it failed)."""
-            nonlocal ticket, failed
+            nonlocal ticket
             pending, ticket = cast(Ticket, ticket), None
             try:
                 await self.writer.settled(pending)
             except Exception as exc:  # noqa: BLE001 - fail closed, whatever the cause
-                failed = True
-                held.clear()
-                log.error("connection log write failed", extra={"error": type(exc).__name__})
-                await _unavailable(send)
+                await unavailable(exc)
                 return
             messages = held[:]
             held.clear()
