@@ -25,7 +25,7 @@ from gardien.storage.locks import LockBusy
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import TaskID
+    from rich.progress import Progress, TaskID
     from rich.table import Table
 
     from gardien.rights.models import RightsCase
@@ -81,6 +81,21 @@ def err() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def progress_bar(label: str, count: str) -> Progress:
+    """A progress bar on standard error that vanishes when done: ``label`` and ``count`` are
+    the bar's two text columns (rich markup over the task's fields)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn(count),
+        TimeElapsedColumn(),
+        console=err(),
+        transient=True,
+    )
 
 
 def new_table(*columns: str) -> Table:
@@ -361,19 +376,10 @@ def retention_run(
     ] = False,
 ) -> None:
     """Apply every activity's retention period now; one receipt per activity."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from gardien.retention.service import run_retention
 
     with running() as state:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed} rows"),
-            TimeElapsedColumn(),
-            console=err(),
-            transient=True,
-        ) as progress:
+        with progress_bar("{task.description}", "{task.completed} rows") as progress:
             tasks: dict[str, TaskID] = {}
 
             def advance(activity: str, rows: int) -> None:
@@ -610,8 +616,6 @@ def keys_rotate(
     index: Annotated[bool, typer.Option(help="New blind-index key; re-index rows.")] = True,
 ) -> None:
     """Rotate keys while Gardien keeps running; retired keys are kept for old backups."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from gardien.models import metadata
     from gardien.security import audit
     from gardien.security.rotation import reencrypt, reindex
@@ -620,14 +624,7 @@ def keys_rotate(
     with running() as state:
         store = state.keys
         done: list[str] = []
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed} rows"),
-            TimeElapsedColumn(),
-            console=err(),
-            transient=True,
-        ) as progress:
+        with progress_bar("{task.description}", "{task.completed} rows") as progress:
             task = progress.add_task("rotating", total=None)
 
             def advance(table: str, rows: int) -> None:
@@ -1113,19 +1110,10 @@ def analytics_report(
 def _refresh_rollups(state: State) -> None:
     """Bring the rollups up to date, with a progress bar over the days recomputed. When another
     instance (a server's schedule) is refreshing them, wait for it: it does the same work."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from gardien.analytics.reports import refresh_rollups
 
     deadline = time.monotonic() + 60
-    with Progress(
-        TextColumn("rollups"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} days"),
-        TimeElapsedColumn(),
-        console=err(),
-        transient=True,
-    ) as progress:
+    with progress_bar("rollups", "{task.completed}/{task.total} days") as progress:
         task = progress.add_task("rollups", total=None)
 
         def advance(done: int, total: int) -> None:
