@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 from gardien.errors import Conflict
 from gardien.forms import repository, service
 from gardien.security.connection_log import connection_log
-from gardien.storage.database import BUSY_TIMEOUT_MS
+from gardien.storage.database import BUSY_TIMEOUT_MS, is_sqlite_busy
 from gardien.storage.groupcommit import insert_rows
 
 MAX_BATCH = 64
@@ -105,7 +105,7 @@ class SubmissionWriter:
             try:
                 self._transaction([item], wait=False)
             except OperationalError as exc:
-                if _is_busy(exc):
+                if is_sqlite_busy(exc):
                     return False
                 raise
         finally:
@@ -180,7 +180,3 @@ class SubmissionWriter:
         if self.policy_version is None:
             self.policy_version = repository.latest_policy_version(connection)
         return self.policy_version
-
-
-def _is_busy(exc: OperationalError) -> bool:
-    return getattr(exc.orig, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gardien.config import Durability, Settings
@@ -58,6 +59,12 @@ def make_engine(url: str, durability: Durability = Durability.normal) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def is_sqlite_busy(exc: DBAPIError) -> bool:
+    """Whether SQLite refused because another connection holds the lock (a writer that does
+    not wait, ``busy_timeout=0``, then hands its work to one that does)."""
+    return getattr(exc.orig, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED")
 
 
 def engine_from_settings(settings: Settings) -> Engine:

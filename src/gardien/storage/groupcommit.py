@@ -54,6 +54,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from gardien.storage.base import UTCDateTime
+from gardien.storage.database import is_sqlite_busy
 
 log = logging.getLogger("gardien.groupcommit")
 
@@ -536,7 +537,7 @@ class _InlineWriter:
         try:
             plan.execute_alone(driver_connection, [row for _, row in items], writer.engine.dialect)
         except DBAPIError as exc:
-            if not _is_busy(exc):
+            if not is_sqlite_busy(exc):
                 self._close()  # whatever it was, the thread retries and reports it
             return False
         batch.handed = True
@@ -630,10 +631,6 @@ class WalCheckpointer:
         finally:
             if connection is not None:
                 connection.close()
-
-
-def _is_busy(exc: DBAPIError) -> bool:
-    return getattr(exc.orig, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED")
 
 
 class _InsertPlan:
