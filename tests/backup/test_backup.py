@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from gardien.analytics.models import AnalyticsSalt
+from gardien.analytics.models import AnalyticsHit, AnalyticsSalt
 from gardien.backup import archive
 from gardien.backup.journal import FILE_NAME, ErasureJournal
 from gardien.backup.service import create, needed_masters, read_catalogue
@@ -403,3 +403,61 @@ def test_a_sealed_file_that_is_no_snapshot_is_refused_and_changes_nothing(
     assert "Traceback" not in result.output
     assert submissions_of(seeded, EMAIL) == 1
     assert not (seeded.state.settings.data_dir / "restore-pending.json").exists()
+
+
+COOKIELESS = "0123456789abcdef"
+"""A cookieless visitor id: the day's keyed hash, stored in clear in ``analytics_hit`` with no
+blind index of its own."""
+BYSTANDER = "fedcba9876543210"
+
+
+def hits_of(person: Seeded, visitor: str) -> int:
+    with person.state.sessions() as session:
+        query = select(func.count()).select_from(AnalyticsHit)
+        return int(session.scalar(query.where(AnalyticsHit.visitor_id == visitor)) or 0)
+
+
+def test_an_erasure_by_visitor_id_made_after_the_backup_is_replayed_by_the_restore(
+    seeded: Seeded,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # Today's hits, so the retention run that follows the replay keeps them: only the replay
+    # can make the visitor's go.
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=5)
+    with seeded.state.sessions.begin() as session:
+        session.add_all(
+            AnalyticsHit(
+                site_id=1,
+                received_at=now + dt.timedelta(seconds=number),
+                visitor_id=visitor,
+                network="203.0.0.0",
+                action="pageview",
+                new_visit=0,
+                consented=0,
+            )
+            for number, visitor in enumerate([COOKIELESS] * 3 + [BYSTANDER] * 2)
+        )
+    env = env_of(seeded.state.settings)
+    taken = backup(seeded, tmp_path / "backups")
+    erased = runner.invoke(
+        app, ["rights", "erase", "--visitor-id", COOKIELESS.upper(), "--yes"], env=env
+    )
+    assert erased.exit_code == 0, erased.output
+    case = json.loads(erased.stdout)["case"]
+    assert hits_of(seeded, COOKIELESS) == 0
+    journal = (seeded.state.settings.data_dir / FILE_NAME).read_text()
+    assert COOKIELESS not in journal.lower() and case in journal
+    seeded.state.engine.dispose()
+
+    restored = runner.invoke(app, ["backup", "restore", str(taken["path"]), "--yes"], env=env)
+
+    assert restored.exit_code == 0, restored.output
+    assert COOKIELESS not in restored.stdout.lower()
+    [again] = json.loads(restored.stdout)["reapplied"]
+    assert (again["kind"], again["case"], again["failed"]) == ("erasure", case, [])
+    assert again["found"] == {"visitor_id": 1}
+    assert again["stores"] == {"audience_measurement": 3}
+    # The restore returned before anything could be served: the visitor is gone already, the
+    # other visitor's hits of the same minutes are back.
+    assert hits_of(seeded, COOKIELESS) == 0
+    assert hits_of(seeded, BYSTANDER) == 2

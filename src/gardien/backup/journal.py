@@ -53,10 +53,29 @@ class IndexedColumn:
     source: str
     normaliser: str
     kind: str
+    clear: bool = False
+    """The identifier is stored in clear in ``column`` (``source`` is the column itself) and
+    has no blind index in the database: the journal indexes it under ``context``, a context of
+    its own, and the replay finds it by indexing the column's distinct values."""
+
+
+CLEAR_COLUMNS = (("analytics_hit", "visitor_id", "visitor_id"),)
+"""``(table, column, kind)`` of the identifiers kept in clear: the cookieless visitor id is a
+keyed hash under a salt that lives one day (analytics/models.py), pseudonymous, and the hits
+find it by equality. Its journal index is ``journal.<table>.<column>``, over the lower-case
+value as the analytics provider matches it."""
+
+
+def normalise(column: IndexedColumn, value: str) -> str:
+    """The value of ``column``'s kind as its index is computed (raises ``ValueError``)."""
+    if column.clear:
+        return NORMALISERS["text"](value).lower()
+    return NORMALISERS[column.normaliser](value)
 
 
 def indexed_columns() -> list[IndexedColumn]:
-    """Every blind-index column of the schema that indexes a person's identifier."""
+    """Every column that finds a person by an identifier: the schema's blind indexes, and the
+    identifiers kept in clear (``CLEAR_COLUMNS``)."""
     from gardien.models import metadata  # every model: imported late, models import services
 
     found = []
@@ -74,6 +93,11 @@ def indexed_columns() -> list[IndexedColumn]:
                         kind,
                     )
                 )
+    for table_name, column_name, kind in CLEAR_COLUMNS:
+        context = f"journal.{table_name}.{column_name}"
+        found.append(
+            IndexedColumn(table_name, column_name, context, column_name, "text", kind, clear=True)
+        )
     return found
 
 
@@ -227,7 +251,7 @@ def subject_indexes(subject: SubjectIdentity) -> dict[str, list[str]]:
         if not value:
             continue
         try:
-            normal = NORMALISERS[column.normaliser](value)
+            normal = normalise(column, value)
         except ValueError:
             continue  # e.g. an e-mail given as an IP: this column cannot hold it
         values = [keys.index(normal, column.context, key_id) for key_id in sorted(keys.index_keys)]

@@ -23,6 +23,7 @@ from gardien.backup.journal import (
     IndexedColumn,
     JournalEntry,
     indexed_columns,
+    normalise,
 )
 from gardien.security.crypto import NORMALISERS, DecryptionError, KeyRing
 from gardien.storage.subjects import ProviderRegistry, SubjectIdentity
@@ -62,8 +63,45 @@ def _candidates(plain: str) -> Iterable[str]:
             yield from (v for v in document.values() if isinstance(v, str))
 
 
+class ClearValues:
+    """The identifiers a column holds in clear (``IndexedColumn.clear``), by their journal
+    index under one index key: built once per column and key for the whole replay, by reading
+    the column's distinct values (one HMAC each), so a journal of many visitor-id erasures
+    reads the table once, not once per entry."""
+
+    def __init__(self, session: Session, ring: KeyRing) -> None:
+        self.session, self.ring = session, ring
+        self._by_index: dict[tuple[str, str], dict[str, str]] = {}
+
+    def lookup(self, column: IndexedColumn, wanted: set[str]) -> set[str]:
+        found: set[str] = set()
+        for key_id in sorted({index.split(":", 1)[0] for index in wanted}):
+            known = self._by_index.get((column.context, key_id))
+            if known is None:
+                known = self._by_index[(column.context, key_id)] = self._read(column, key_id)
+            found.update(known[index] for index in wanted if index in known)
+        return found
+
+    def _read(self, column: IndexedColumn, key_id: str) -> dict[str, str]:
+        from gardien.models import metadata
+
+        source = metadata.tables[column.table].c[column.column]
+        values = self.session.scalars(select(source).where(source.is_not(None)).distinct())
+        known = {}
+        for value in values:
+            try:
+                known[self.ring.index(normalise(column, value), column.context, key_id)] = value
+            except (ValueError, KeyError):
+                continue  # an index key the ring no longer has: nothing to match under it
+        return known
+
+
 def _identifiers(
-    session: Session, ring: KeyRing, entry: JournalEntry, columns: list[IndexedColumn]
+    session: Session,
+    ring: KeyRing,
+    entry: JournalEntry,
+    columns: list[IndexedColumn],
+    clear: ClearValues,
 ) -> dict[str, set[str]]:
     from gardien.models import metadata
 
@@ -71,6 +109,11 @@ def _identifiers(
     for column in columns:
         wanted = set(entry.indexes.get(column.context, ()))
         if not wanted:
+            continue
+        if column.clear:
+            values = clear.lookup(column, wanted)
+            if values:
+                found.setdefault(column.kind, set()).update(values)
             continue
         table = metadata.tables[column.table]
         index, source = table.c[column.column], table.c[column.source]
@@ -106,11 +149,12 @@ def reapply(
         # Erased cells are zeroed, not left in the file's free pages (as rights.erase does).
         session.execute(text("PRAGMA secure_delete=ON"))
     report = []
+    clear = ClearValues(session, ring)
     for entry in entries:
         done = Reapplied(entry.seq, entry.kind, entry.case)
         if entry.kind != ERASURE and entry.restriction_keys:
             done.stores["rights_restriction"] = _restriction_record(session, entry)
-        identifiers = _identifiers(session, ring, entry, columns)
+        identifiers = _identifiers(session, ring, entry, columns, clear)
         done.found = {kind: len(values) for kind, values in sorted(identifiers.items())}
         for kind, values in sorted(identifiers.items()):
             for value in sorted(values):
