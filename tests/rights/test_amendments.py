@@ -5,7 +5,10 @@ applied "erase" directive leaves only a tombstone)."""
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import zipfile
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -346,9 +349,15 @@ def test_directives_need_their_own_consent_are_revocable_at_once_and_applied_aft
 
 
 def _agent_case(
-    agent: object, state: object, clock: FrozenClock, email: str = "ioana@example.org"
+    agent: object,
+    state: object,
+    clock: FrozenClock,
+    email: str = "ioana@example.org",
+    *,
+    channel: str = "post",
+    language: str = "ro",
 ) -> str:
-    """The designee's own request, recorded by an agent from their letter."""
+    """The designee's own request, recorded by an agent from their letter (or e-mail)."""
     from tests.rights.test_admin import record
     from tests.rights.test_admin import reference_of as recorded_reference
 
@@ -358,6 +367,8 @@ def _agent_case(
         email=email,
         phone="",
         rights=["post_mortem"],
+        channel=channel,
+        language=language,
     )
     return recorded_reference(answer)
 
@@ -393,9 +404,12 @@ def test_heirs_without_a_directive_only_get_what_the_law_allows(
         assert session.scalar(select(func.count()).select_from(RightsDirective)) == 0
 
 
-def test_a_directive_to_communicate_hands_the_data_over_once_and_erases_the_rest(
+def test_a_directive_to_communicate_sends_a_one_time_link_to_the_designee_and_erases_the_rest(
     client: TestClient, seeded: Seeded, clock: FrozenClock
 ) -> None:
+    """ "Communicate" goes to the designated person the way an access package does: stored
+    encrypted, a one-time link e-mailed (real SMTP on loopback) to their contact, the
+    download traced; nothing is handed to the agent."""
     state = seeded.state
     person = new_client(client)
     reference, status = _verified_case(person, seeded, clock, ["post_mortem"])
@@ -407,28 +421,60 @@ def test_a_directive_to_communicate_hands_the_data_over_once_and_erases_the_rest
             "instruction.all": "erase",
             "instruction.contact_forms": "communicate",
             "designee_name": "Ioana Popescu",
-            "designee_contact": "ioana@example.org",
+            "designee_contact": "Ioana@example.org",
             "directive_consent": "yes",
         },
     )
     assert recorded.status_code == 200
+    _sent(seeded, clock)  # the person's own notices
     agent = signed_in(client, state, clock, "agent@example.org", "agent")
-    designee_case = _agent_case(agent, state, clock)
+    certificate = {"certificate": ("death.pdf", b"%PDF-1.4 certificate", "application/pdf")}
+    # a request recorded under another contact than the designated one gets nothing
+    by_email = {"channel": "email", "language": "en"}
+    stranger_case = _agent_case(agent, state, clock, email="not.ioana@example.org", **by_email)
+    refused = agent.client.post(
+        f"/admin/rights/{stranger_case}/directive",
+        data={"csrf": agent.csrf, "deceased_case": reference, "requester": "designee"},
+        files=certificate,
+        follow_redirects=False,
+    )
+    assert refused.status_code == 400 and "designates" in refused.text
+    designee_case = _agent_case(agent, state, clock, **by_email)
     handed = agent.client.post(
         f"/admin/rights/{designee_case}/directive",
         data={"csrf": agent.csrf, "deceased_case": reference, "requester": "designee"},
-        files={"certificate": ("death.pdf", b"%PDF-1.4 certificate", "application/pdf")},
+        files=certificate,
         follow_redirects=False,
     )
-    assert handed.status_code == 200, handed.text
-    assert handed.headers["content-type"] == "application/json"
-    assert handed.json()["contact_forms"][0]["field.email"].lower() == EMAIL.lower()
+    assert handed.status_code == 303, handed.text  # no file for the agent
     assert _by_email(seeded, EMAIL) == 1  # communicated, not erased
+    mailbox = Mailbox()
+    with smtp_server(mailbox) as port:
+        use_smtp(state, f"smtp://127.0.0.1:{port}")
+        send_due(state, now=clock.now())
+    [mail] = [m for m in mailbox.received if "/rights/download/" in m.body]
+    assert mail.rcpt_tos == ["ioana@example.org"]
+    assert "post-mortem directive" in " ".join(mail.body.split())
+    found = re.search(r"https?://[^/\s]+(/rights/download/([^?\s]+)\?[^\s]+)", mail.body)
+    assert found and found.group(2) == designee_case
+    link = found.group(1)
+    assert person.get(link).status_code == 200  # the page uses nothing up
+    form = {"token": _token(link), "lang": "en"}
+    got = person.post(f"/rights/download/{designee_case}", data=form)
+    assert got.status_code == 200 and got.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(got.content)) as archive:
+        data = json.loads(archive.read("data.json"))
+    assert set(data["stores"]) == {"contact_forms"}  # only what the directive communicates
+    assert EMAIL.lower() in json.dumps(data).lower()
+    again = person.post(f"/rights/download/{designee_case}", data=form)
+    assert again.status_code == 410
+    kinds = events(state, designee_case)
+    assert {"link_created", "downloaded", "directive_applied"} <= set(kinds)
     # applied once: a second request finds a tombstone
     again = agent.client.post(
         f"/admin/rights/{designee_case}/directive",
         data={"csrf": agent.csrf, "deceased_case": reference, "requester": "designee"},
-        files={"certificate": ("death.pdf", b"%PDF-1.4 certificate", "application/pdf")},
+        files=certificate,
         follow_redirects=False,
     )
     assert again.status_code == 409

@@ -11,7 +11,6 @@ Withdrawal of consent needs no page: it is carried out when the request is verif
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -451,17 +450,19 @@ def directive_apply(
         now=now,
         actor=context.actor,
     )
-    if done.communicated:
-        # What the directive says to communicate, handed to the agent once (traced) to pass
-        # on to the designated person; Gardien keeps no copy.
-        body = json.dumps(done.communicated, ensure_ascii=False, indent=1, default=str)
-        return Response(
-            body,
-            media_type="application/json",
-            headers={
-                **NO_STORE,
-                "Content-Disposition": f'attachment; filename="{case.reference}-directive.json"',
-            },
+    if done.package is not None:
+        # What the directive communicates goes to the designated person the way an access
+        # package does: encrypted, behind a one-time link sent to their contact (traced).
+        notify.deliver(
+            db,
+            _desk(state),
+            case,
+            done.package,
+            "directive",
+            data_dir=state.settings.data_dir,
+            secret=state.secret,
+            now=now,
+            actor=context.actor,
         )
     return RedirectResponse(f"/admin/rights/{case.reference}", status_code=303)
 

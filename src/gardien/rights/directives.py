@@ -27,10 +27,10 @@ from gardien.rights import postmortem
 from gardien.rights.amendments import DIRECTIVE_EMAIL_INDEX, RightsDirective
 from gardien.rights.models import RightsCase
 from gardien.rights.postmortem import ALL, DirectiveRefused, Requester
-from gardien.rights.service import Desk, add_event, timeline
+from gardien.rights.service import AccessPackage, Desk, add_event, export_package, timeline
 from gardien.security.audit import Actor, record
 from gardien.security.crypto import blind_index, blind_lookups
-from gardien.storage.subjects import JsonScalar, SubjectIdentity
+from gardien.storage.subjects import ProviderRegistry, SubjectIdentity
 
 RIGHT = "post_mortem"
 CONSENT_TEXT = N_(
@@ -47,8 +47,12 @@ PREFIX = "instruction."
 @dataclass(frozen=True)
 class Executed:
     erased: dict[str, int]
-    communicated: dict[str, list[dict[str, JsonScalar]]]
+    communicated: dict[str, int]
+    """Store → records communicated (the data themselves are only in ``package``)."""
     plan: postmortem.Plan
+    package: AccessPackage | None = None
+    """What the directive communicates, built like an access package; ``notify.deliver``
+    stores it encrypted behind a one-time link sent to the designated person."""
 
 
 def _case_ready(case: RightsCase) -> str:
@@ -284,12 +288,31 @@ def execute(
     except DirectiveRefused as refused:
         raise BadRequest(str(refused)) from None
     subject = SubjectIdentity(email=row.email) if row is not None and row.email else deceased
+    package: AccessPackage | None = None
+    communicated: dict[str, int] = {}
+    if plan.communicate:
+        designee = directive.designee_contact if directive is not None else None
+        if not _is_designee(case, designee):
+            raise BadRequest(
+                N_(
+                    "the data can only be communicated to the contact the directive designates: "
+                    "record the request under that contact"
+                )
+            )
+        shared = ProviderRegistry(p for p in desk.providers.providers if p.name in plan.communicate)
+        package = export_package(
+            session,
+            Desk(desk.register, shared, desk.base_url),
+            case,
+            subject,
+            now=now,
+            actor=actor,
+        )
+        if package.failures:
+            raise Conflict(N_("a store could not be read: nothing was applied, try again"))
+        communicated = {name: found.total for name, found in package.found.items()}
     erased: dict[str, int] = {}
-    communicated: dict[str, list[dict[str, JsonScalar]]] = {}
     for provider in desk.providers.providers:
-        if provider.name in plan.communicate:
-            for activity, rows in provider.export(session, subject).items():
-                communicated.setdefault(activity, []).extend(rows)
         if provider.name in plan.erase and provider.name != "rights_requests":
             with session.begin_nested():
                 erased[provider.name] = provider.erase(session, subject).erased
@@ -297,7 +320,7 @@ def execute(
         f"{requester.value}: "
         + "; ".join(
             [f"erased {name}={count}" for name, count in erased.items()]
-            + [f"communicated {name}={len(rows)}" for name, rows in communicated.items()]
+            + [f"communicated {name}={count}" for name, count in communicated.items()]
             + (
                 [f"heirs' actions: {', '.join(sorted(plan.heir_actions))}"]
                 if plan.heir_actions
@@ -323,4 +346,16 @@ def execute(
         target_id=case.reference,
         reason=outcome,
     )
-    return Executed(erased, communicated, plan)
+    return Executed(erased, communicated, plan, package)
+
+
+def _is_designee(case: RightsCase, contact: str | None) -> bool:
+    """Whether the request ``case`` comes from the designated person's contact (the e-mail
+    address or phone number the directive names)."""
+    if not contact:
+        return False
+    contact = contact.strip()
+    if case.email and case.email.strip().casefold() == contact.casefold():
+        return True
+    digits = "".join(c for c in contact if c.isdigit() or c == "+")
+    return bool(case.phone) and case.phone == digits

@@ -57,7 +57,7 @@ EDPB_MEMBERS = "https://www.edpb.europa.eu/about-edpb/about-edpb/members_en"
 NOTIFIER = Actor.system("notify")
 
 KINDS = ("acknowledgement", "extension", "identity", "outcome", "answer")
-RESULTS = ("access", "erasure", "refusal", "rectification", "withdrawal")
+RESULTS = ("access", "directive", "erasure", "refusal", "rectification", "withdrawal")
 EMAIL_KINDS = {
     "acknowledgement": "rights_ack",
     "extension": "rights_extension",
@@ -279,11 +279,12 @@ def outcome(
     details: dict[str, Any] | None = None,
 ) -> RightsNotice:
     """The answer: ``rectification`` and ``withdrawal`` (with ``details``: the fields
-    corrected, the stores and counts), ``access`` (with the one-time link ``offered``),
+    corrected, the stores and counts), ``access`` and ``directive`` (the data a post-mortem
+    directive communicates to its designated person; both with the one-time link ``offered``),
     ``erasure`` (the receipt stored in the case) or ``refusal`` (with its ``reasons``, which
     are required)."""
     params: dict[str, Any] = {"result": result}
-    if result == "access":
+    if result in ("access", "directive"):
         if offered is None:
             raise NoticeError("an access outcome needs the package's download link")
         params |= {"token": offered.token, "expires": offered.expires_at.isoformat()}
@@ -342,6 +343,34 @@ def send_package(
     package = export_package(session, desk, case, subject_of(case), now=now, actor=actor)
     if package.failures:
         return package
+    deliver(
+        session,
+        desk,
+        case,
+        package,
+        "access",
+        data_dir=data_dir,
+        secret=secret,
+        now=now,
+        actor=actor,
+    )
+    return package
+
+
+def deliver(
+    session: Session,
+    desk: Desk,
+    case: RightsCase,
+    package: AccessPackage,
+    result: str,
+    *,
+    data_dir: Path,
+    secret: bytes,
+    now: dt.datetime,
+    actor: Actor,
+) -> Offered:
+    """Store ``package`` encrypted behind a one-time link and send the link as the outcome
+    ``result`` (``access``, or ``directive`` for a post-mortem directive's designee)."""
     offered = documents.offer_package(
         session,
         case,
@@ -352,8 +381,8 @@ def send_package(
         now=now,
         actor=actor,
     )
-    outcome(session, case, "access", register=desk.register, now=now, offered=offered, actor=actor)
-    return package
+    outcome(session, case, result, register=desk.register, now=now, offered=offered, actor=actor)
+    return offered
 
 
 # -- building the messages ----------------------------------------------------------------------
@@ -503,12 +532,18 @@ def _outcome(facts: Facts, register: Register, base_url: str) -> list[str]:
     _ = translator(language).gettext
     params = facts.params
     result = params.get("result")
-    if result == "access":
+    if result in ("access", "directive"):
         lines = [
             str(
                 _(
                     "Your request %(reference)s is answered: the copy of your personal data, "
                     "with the information about how we use them, is ready."
+                )
+                if result == "access"
+                else _(
+                    "Your request %(reference)s is answered: as the post-mortem directive of "
+                    "the deceased person provides, the data it asks us to communicate to you "
+                    "are ready."
                 )
             )
             % {"reference": facts.reference},
@@ -629,6 +664,12 @@ def sms_text(facts: Facts, register: Register, base_url: str) -> str:
     elif params.get("result") == "access" and params.get("token"):
         values["link"] = _link(base_url, "download", facts.reference, params["token"], language)
         text = _("%(brand)s: request %(reference)s answered. Your data (one download): %(link)s")
+    elif params.get("result") == "directive" and params.get("token"):
+        values["link"] = _link(base_url, "download", facts.reference, params["token"], language)
+        text = _(
+            "%(brand)s: request %(reference)s answered. The data the directive communicates "
+            "to you (one download): %(link)s"
+        )
     elif params.get("result") == "erasure":
         text = _("%(brand)s: request %(reference)s answered: your data were erased.")
     elif facts.kind == "answer" and facts.text and len(facts.text) <= 300:
