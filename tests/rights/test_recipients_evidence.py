@@ -45,14 +45,17 @@ AGENT = Actor.system("test")
 PARTNER = "privacy@partner.example.com"
 
 
-def with_contact(register: Register) -> Register:
-    """The seed register, with an address for the contact form's first recipient."""
+def with_contact(register: Register, contacts: dict[str, str] | None = None) -> Register:
+    """The seed register, with an address for the first recipient of each activity of
+    ``contacts`` (activity → address; by default the contact form's: ``PARTNER``)."""
+    contacts = contacts or {"contact_forms": PARTNER}
     activities = []
     for activity in register.activities:
-        if activity.id == "contact_forms":
+        if activity.id in contacts:
             first, *rest = activity.recipients
+            update = {"contact": contacts[activity.id]}
             activity = activity.model_copy(
-                update={"recipients": [first.model_copy(update={"contact": PARTNER}), *rest]}
+                update={"recipients": [first.model_copy(update=update), *rest]}
             )
         activities.append(activity)
     return register.model_copy(update={"activities": activities})

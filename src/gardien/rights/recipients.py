@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import json
 import secrets
+from collections.abc import Sequence
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -34,6 +35,7 @@ from gardien.rights.provider import ACTIVITY
 from gardien.rights.service import Desk, add_event, subject_of
 from gardien.security.audit import Actor
 from gardien.storage.base import Base
+from gardien.storage.subjects import SubjectIdentity
 
 OPERATIONS = ("rectification", "erasure", "restriction")
 ACK_PATH = "/rights/recipient-ack"
@@ -90,12 +92,12 @@ def _message(
     link: str,
     message_id: str,
     now: dt.datetime,
+    subject: SubjectIdentity,
 ) -> str:
     register = desk.register
     _ = translator(register.languages.default).gettext
     activity = next(a for a in register.activities if a.id == notice.activity)
     name = activity.name.get(register.languages.default) or next(iter(activity.name.values()))
-    subject = subject_of(case)
     identifiers = ", ".join(
         f"{kind}: {getattr(subject, kind)}"
         for kind in ("email", "phone", "consent_id", "visitor_id")
@@ -141,20 +143,26 @@ def notify(
     now: dt.datetime,
     actor: Actor,
     by_agent: bool = True,
+    activities: Sequence[str] | None = None,
+    subject: SubjectIdentity | None = None,
 ) -> list[RightsRecipientNotice]:
     """Notify every recipient of the activities involved of ``operation``: the admin's button
     (``by_agent``), or ``automatic`` where an erasure, an approved rectification or a
-    restriction is carried out (already authorised there)."""
+    restriction is carried out (already authorised there). ``activities`` and ``subject``
+    default to the case's (``involved``, ``subject_of``); a post-mortem directive names the
+    deceased and the stores it erased, an upheld objection the one activity it erased."""
     if operation not in OPERATIONS:
         raise BadRequest(N_("unknown operation"))
     if by_agent and not casework.is_verified(case):
         raise Conflict(N_("the requester's identity is not verified yet"))
-    if already(session, case, operation):
+    if by_agent and already(session, case, operation):
         raise Conflict(N_("the recipients were already notified of this operation"))
+    person = subject if subject is not None else subject_of(case)
     made: list[RightsRecipientNotice] = []
-    activities = {a.id: a for a in desk.register.activities}
-    for activity_id in involved(session, desk, case):
-        for recipient in activities[activity_id].recipients:
+    declared = {a.id: a for a in desk.register.activities}
+    targets = involved(session, desk, case) if activities is None else activities
+    for activity_id in [a for a in targets if a in declared]:
+        for recipient in declared[activity_id].recipients:
             notice = RightsRecipientNotice(
                 case_id=case.id,
                 operation=operation,
@@ -170,7 +178,9 @@ def notify(
                 link = f"{base_url.rstrip('/')}{ACK_PATH}?token={token}"
                 domain = desk.register.rights.email.rpartition("@")[2] or "localhost"
                 message_id = make_msgid(domain=domain)
-                text = _message(desk, case, notice, recipient.contact, link, message_id, now)
+                text = _message(
+                    desk, case, notice, recipient.contact, link, message_id, now, person
+                )
                 outbox = OutboxMessage(
                     submission_id=None,
                     activity=ACTIVITY,
@@ -197,7 +207,7 @@ def notify(
                 f"{operation}: {recipient.id} ({activity_id})",
             )
             made.append(notice)
-    if not made:
+    if not made and not already(session, case, operation):
         add_event(session, case, now, actor, "recipients_none", f"{operation}: no recipient")
     session.flush()
     return made
@@ -236,13 +246,41 @@ def automatic(
     *,
     now: dt.datetime,
     actor: Actor,
+    activities: Sequence[str] | None = None,
+    subject: SubjectIdentity | None = None,
 ) -> list[RightsRecipientNotice]:
-    """Art. 19 without an agent's gesture: called where the operation is carried out, once per
-    case and operation (a second call does nothing)."""
-    if already(session, case, operation):
+    """Art. 19 without an agent's gesture: called wherever the operation is carried out
+    (``service.erase``, an approved rectification, a restriction, a post-mortem directive's
+    erasure, the erasure that follows an upheld objection). Idempotent per case, operation
+    and activity: an activity whose recipients were already told of ``operation`` in this
+    case is left out, so a second run sends nothing twice, while a later erasure of other
+    activities in the same case still tells theirs."""
+    targets = involved(session, desk, case) if activities is None else list(activities)
+    told = set(
+        session.scalars(
+            select(RightsRecipientNotice.activity).where(
+                RightsRecipientNotice.case_id == case.id,
+                RightsRecipientNotice.operation == operation,
+            )
+        )
+    )
+    pending = [a for a in targets if a not in told]
+    declared = {a.id: a for a in desk.register.activities}
+    if already(session, case, operation) and not any(
+        a in declared and declared[a].recipients for a in pending
+    ):
         return []
     return notify(
-        session, desk, case, operation, base_url=desk.base_url, now=now, actor=actor, by_agent=False
+        session,
+        desk,
+        case,
+        operation,
+        base_url=desk.base_url,
+        now=now,
+        actor=actor,
+        by_agent=False,
+        activities=pending,
+        subject=subject,
     )
 
 

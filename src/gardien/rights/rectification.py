@@ -243,6 +243,8 @@ def decide(
     if approve:
         fields = {k: str(v) for k, v in dict(proposal_of(row).get("fields") or {}).items()}  # type: ignore[call-overload]
         subject = subject_of(case)
+        # Read before rectifying: a corrected e-mail no longer finds what it was stored under.
+        held = recipients.involved(session, desk, case)
         for provider in desk.providers.providers:
             count = provider.rectify(session, subject, fields) if fields else 0
             changed[provider.name] = count
@@ -258,7 +260,7 @@ def decide(
             )
         row.status = "applied"
         row.changed = sum(changed.values())
-        recipients.automatic(session, desk, case, RIGHT, now=now, actor=actor)
+        recipients.automatic(session, desk, case, RIGHT, now=now, actor=actor, activities=held)
     else:
         if not reasons:
             raise BadRequest(N_("a refusal must state its reasons"))

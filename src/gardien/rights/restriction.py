@@ -165,6 +165,7 @@ def decide_objection(
         actor=actor,
     )
     counts: dict[str, int] = {}
+    erased: list[str] = []
     if upheld:
         subject = subject_of(case)
         journal.note(
@@ -181,6 +182,7 @@ def decide_objection(
             if provider.name == activity_id and counts[provider.name] == 0:
                 # It cannot stop for one person: what it holds of them goes instead.
                 counts[provider.name] = provider.erase(session, subject).erased
+                erased += [provider.name] if counts[provider.name] else []
     add_event(
         session,
         case,
@@ -191,4 +193,8 @@ def decide_objection(
         + (": " + "; ".join(f"{n}: {c}" for n, c in counts.items() if c) if counts else ""),
     )
     _trace(session, case, now, actor, f"rights.objection_{outcome}")
+    if erased:  # Art. 19: an erasure (Art. 17(1)(c)), told to that activity's recipients
+        recipients.automatic(
+            session, desk, case, "erasure", now=now, actor=actor, activities=erased
+        )
     return counts
