@@ -11,6 +11,7 @@ import re
 import zipfile
 
 from fastapi.testclient import TestClient
+from httpx2 import Response
 from sqlalchemy import func, select
 
 from gardien.analytics.models import AnalyticsHit
@@ -25,9 +26,10 @@ from gardien.rights.models import RightsCase
 from gardien.storage.clock import FrozenClock
 from gardien.storage.subjects import SubjectIdentity
 from tests.forms.smtp import Mailbox, smtp_server, use_smtp
-from tests.rights.conftest import EMAIL, Seeded
+from tests.rights.conftest import EMAIL, PHONE, Seeded
+from tests.rights.test_notices import code_in, sent_files
 from tests.rights.test_portal import deliver_code, events, reference_of, status_link, verify
-from tests.security.signin import new_client, signed_in
+from tests.security.signin import SignedIn, new_client, signed_in
 
 NEW_EMAIL = "ana.corrected@example.org"
 TOKEN = re.compile(r"token=([A-Za-z0-9_-]+)")
@@ -331,12 +333,7 @@ def test_directives_need_their_own_consent_are_revocable_at_once_and_applied_aft
     person.post(f"/rights/directive/{reference}", data={**directive, "directive_consent": "yes"})
     agent = signed_in(client, state, clock, "agent@example.org", "agent")
     designee_case = _agent_case(agent, state, clock)
-    applied = agent.client.post(
-        f"/admin/rights/{designee_case}/directive",
-        data={"csrf": agent.csrf, "deceased_case": reference, "requester": "designee"},
-        files={"certificate": ("death.pdf", b"%PDF-1.4 death certificate", "application/pdf")},
-        follow_redirects=False,
-    )
+    applied = _apply(agent, designee_case, reference)
     assert applied.status_code == 303, applied.text
     assert _by_email(seeded, EMAIL) == 0
     with state.sessions() as session:
@@ -346,6 +343,17 @@ def test_directives_need_their_own_consent_are_revocable_at_once_and_applied_aft
         assert (tomb.body, tomb.email, tomb.email_index) == (None, None, None)
         assert tomb.outcome and "erased contact_forms=1" in tomb.outcome
     assert "directive_applied" in events(state, designee_case)
+
+
+def _apply(agent: SignedIn, case: str, deceased: str) -> Response:
+    """The agent records the death certificate and applies the deceased's directive at the
+    designated person's request ``case``."""
+    return agent.client.post(
+        f"/admin/rights/{case}/directive",
+        data={"csrf": agent.csrf, "deceased_case": deceased, "requester": "designee"},
+        files={"certificate": ("death.pdf", b"%PDF-1.4 death certificate", "application/pdf")},
+        follow_redirects=False,
+    )
 
 
 def _agent_case(
@@ -371,6 +379,54 @@ def _agent_case(
         language=language,
     )
     return recorded_reference(answer)
+
+
+def test_a_person_known_only_by_phone_records_a_directive_after_an_sms_code(
+    client: TestClient, seeded: Seeded, clock: FrozenClock
+) -> None:
+    """No e-mail address: the code goes by text message, the directive is kept under the
+    phone number's blind index (never in clear), revocable, and applied after death."""
+    state = seeded.state
+    person = new_client(client)
+    asked = person.post("/rights", data={"rights": ["post_mortem"], "phone": PHONE, "lang": "en"})
+    assert asked.status_code == 200, asked.text
+    reference, status = reference_of(asked), status_link(asked)
+    before = set(sent_files(state, "sms", ".sms"))
+    send_due(state, now=clock.now())
+    [text] = [t.decode() for n, t in sent_files(state, "sms", ".sms").items() if n not in before]
+    assert text.startswith(f"To: {PHONE}\n")
+    assert verify(person, reference, code_in(text, reference)).status_code == 200
+    directive = {
+        "token": _token(status),
+        "action": "record",
+        "instruction.all": "erase",
+        "designee_name": "Ioana Popescu",
+        "designee_contact": "ioana@example.org",
+        "directive_consent": "yes",
+    }
+    form = _directive_form(person, status)
+    assert person.get(form).status_code == 200
+    recorded = person.post(f"/rights/directive/{reference}", data=directive)
+    assert recorded.status_code == 200, recorded.text
+    assert 'id="revoke-directive"' in recorded.text
+    with state.sessions() as session:
+        row = session.scalars(select(RightsDirective)).one()
+        assert row.email is None and row.phone == PHONE and row.phone_index
+        assert row.body is not None and row.revoked_at is None
+    revoked = person.post(
+        f"/rights/directive/{reference}", data={"token": _token(status), "action": "revoke"}
+    )
+    assert revoked.status_code == 200 and 'id="revoke-directive"' not in revoked.text
+    person.post(f"/rights/directive/{reference}", data=directive)
+    agent = signed_in(client, state, clock, "agent@example.org", "agent")
+    designee_case = _agent_case(agent, state, clock)
+    applied = _apply(agent, designee_case, reference)
+    assert applied.status_code == 303, applied.text
+    with state.sessions() as session:
+        assert FormsProvider().find(session, SubjectIdentity(phone=PHONE)).total == 0
+        tomb = session.scalars(select(RightsDirective).order_by(RightsDirective.id)).all()[-1]
+        assert (tomb.phone, tomb.phone_index, tomb.body) == (None, None, None)
+        assert tomb.outcome and "erased contact_forms=1" in tomb.outcome
 
 
 def test_heirs_without_a_directive_only_get_what_the_law_allows(
@@ -440,12 +496,7 @@ def test_a_directive_to_communicate_sends_a_one_time_link_to_the_designee_and_er
     )
     assert refused.status_code == 400 and "designates" in refused.text
     designee_case = _agent_case(agent, state, clock, **by_email)
-    handed = agent.client.post(
-        f"/admin/rights/{designee_case}/directive",
-        data={"csrf": agent.csrf, "deceased_case": reference, "requester": "designee"},
-        files=certificate,
-        follow_redirects=False,
-    )
+    handed = _apply(agent, designee_case, reference)
     assert handed.status_code == 303, handed.text  # no file for the agent
     assert _by_email(seeded, EMAIL) == 1  # communicated, not erased
     mailbox = Mailbox()
@@ -471,12 +522,7 @@ def test_a_directive_to_communicate_sends_a_one_time_link_to_the_designee_and_er
     kinds = events(state, designee_case)
     assert {"link_created", "downloaded", "directive_applied"} <= set(kinds)
     # applied once: a second request finds a tombstone
-    again = agent.client.post(
-        f"/admin/rights/{designee_case}/directive",
-        data={"csrf": agent.csrf, "deceased_case": reference, "requester": "designee"},
-        files=certificate,
-        follow_redirects=False,
-    )
+    again = _apply(agent, designee_case, reference)
     assert again.status_code == 409
 
 

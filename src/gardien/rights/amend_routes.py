@@ -204,7 +204,8 @@ def _directive_state(state: State, reference: str, token: str) -> dict[str, Any]
         except NotFound:
             return None
         now = state.clock.now()
-        row = directives.in_force(session, case.email, now) if case.email else None
+        who = directives.holder(case)
+        row = directives.in_force(session, who, now) if who is not None else None
         directive = directives.directive_of(row) if row is not None else None
         return {
             "in_force": directive is not None,

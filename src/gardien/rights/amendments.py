@@ -19,6 +19,7 @@ from gardien.security.crypto import BlindIndex, Encrypted
 from gardien.storage.base import PERSONAL_DATA, Base
 
 DIRECTIVE_EMAIL_INDEX = "rights_directive.email_index"
+DIRECTIVE_PHONE_INDEX = "rights_directive.phone_index"
 
 
 class RightsRectification(Base):
@@ -52,7 +53,8 @@ class RightsRectification(Base):
 
 class RightsDirective(Base):
     """A person's particular post-mortem directive, recorded through the portal's dedicated
-    action with its own consent, found by the blind index of their e-mail address."""
+    action with its own consent, found by the blind index of the e-mail address they verified
+    (or, for a person known only by phone, of their phone number)."""
 
     __tablename__ = "rights_directive"
     __table_args__ = {"info": {PERSONAL_DATA: True}}
@@ -66,6 +68,11 @@ class RightsDirective(Base):
         BlindIndex(DIRECTIVE_EMAIL_INDEX, source="email", normaliser="email"),
         index=True,
         default=None,
+    )
+    phone: Mapped[str | None] = mapped_column(Encrypted("rights_directive.phone"), default=None)
+    """The verified phone number (E.164) of a person who gave no e-mail address."""
+    phone_index: Mapped[str | None] = mapped_column(
+        BlindIndex(DIRECTIVE_PHONE_INDEX, source="phone"), index=True, default=None
     )
     body: Mapped[str | None] = mapped_column(Encrypted("rights_directive.body"), default=None)
     """JSON: the instructions per category and the designated person; emptied on revocation."""

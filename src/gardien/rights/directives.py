@@ -5,7 +5,8 @@ designated person (or, without one, of the heirs), each step traced in the case 
 audit trail.
 
 A directive is stored encrypted and found by the blind index of the e-mail address the
-person verified. A revocation empties it at once; once applied, only a tombstone is left
+person verified (or of the phone number, for a person known only by it, who verified it by a
+code sent by text message). A revocation empties it at once; once applied, only a tombstone is left
 (dates, the SHA-256 of the death certificate, what was done: store names and counts). The
 death certificate itself is not kept: the agent checks it and records its SHA-256
 (legal-requirements §2.9.6, data minimisation).
@@ -24,12 +25,13 @@ from sqlalchemy.orm import Session
 
 from gardien.errors import N_, BadRequest, Conflict, NotFound
 from gardien.rights import postmortem
-from gardien.rights.amendments import DIRECTIVE_EMAIL_INDEX, RightsDirective
+from gardien.rights.amendments import DIRECTIVE_EMAIL_INDEX, DIRECTIVE_PHONE_INDEX, RightsDirective
 from gardien.rights.models import RightsCase
 from gardien.rights.postmortem import ALL, DirectiveRefused, Requester
+from gardien.rights.provider import directives_of
 from gardien.rights.service import AccessPackage, Desk, add_event, export_package, timeline
 from gardien.security.audit import Actor, record
-from gardien.security.crypto import blind_index, blind_lookups
+from gardien.security.crypto import blind_index
 from gardien.storage.subjects import ProviderRegistry, SubjectIdentity
 
 RIGHT = "post_mortem"
@@ -55,21 +57,32 @@ class Executed:
     stores it encrypted behind a one-time link sent to the designated person."""
 
 
-def _case_ready(case: RightsCase) -> str:
+def holder(case: RightsCase) -> SubjectIdentity | None:
+    """Whose directive a verified case finds: its e-mail address, or, for a person known only
+    by phone (verified by a code sent by text message), its phone number."""
+    if case.email:
+        return SubjectIdentity(email=case.email)
+    if case.phone:
+        return SubjectIdentity(phone=case.phone)
+    return None
+
+
+def _case_ready(case: RightsCase) -> SubjectIdentity:
     if RIGHT not in case.rights.split(","):
         raise BadRequest(N_("this request is not about post-mortem directives"))
     if case.verified_at is None:
         raise Conflict(N_("confirm your request with the code first"))
-    if not case.email:
-        raise BadRequest(N_("a directive is kept under a verified e-mail address"))
-    return case.email
+    who = holder(case)
+    if who is None:
+        raise BadRequest(N_("a directive is kept under a verified e-mail address or phone number"))
+    return who
 
 
-def in_force(session: Session, email: str, now: dt.datetime) -> RightsDirective | None:
+def in_force(session: Session, who: SubjectIdentity, now: dt.datetime) -> RightsDirective | None:
     return session.scalars(
         select(RightsDirective)
         .where(
-            RightsDirective.email_index.in_(blind_lookups(email, DIRECTIVE_EMAIL_INDEX, "email")),
+            directives_of(who),
             RightsDirective.revoked_at.is_(None),
             RightsDirective.executed_at.is_(None),
         )
@@ -140,15 +153,17 @@ def save(
 ) -> RightsDirective:
     """Record the directive of the verified person of ``case``; one they had before is
     replaced (revoked, emptied). Flushes."""
-    email = _case_ready(case)
+    who = _case_ready(case)
     directive = parse(desk, raw, consent_text, now)
-    previous = in_force(session, email, now)
+    previous = in_force(session, who, now)
     if previous is not None:
         _empty(previous, now)
     row = RightsDirective(
         case_id=case.id,
-        email=email,
-        email_index=blind_index(email, DIRECTIVE_EMAIL_INDEX, "email"),
+        email=who.email,
+        email_index=blind_index(who.email, DIRECTIVE_EMAIL_INDEX, "email") if who.email else None,
+        phone=who.phone,
+        phone_index=blind_index(who.phone, DIRECTIVE_PHONE_INDEX) if who.phone else None,
         body=json.dumps(
             {
                 "instructions": {k: v.value for k, v in directive.instructions.items()},
@@ -193,8 +208,7 @@ def _empty(row: RightsDirective, now: dt.datetime) -> None:
 def revoke(session: Session, case: RightsCase, *, now: dt.datetime, actor: Actor) -> int:
     """Revoke at once the directive of the verified person of ``case``. ``NotFound`` when they
     have none in force (whoever else asks finds nothing: it is found by their own address)."""
-    email = _case_ready(case)
-    row = in_force(session, email, now)
+    row = in_force(session, _case_ready(case), now)
     if row is None:
         raise NotFound(N_("there is no directive in force to revoke"))
     _empty(row, now)
@@ -287,7 +301,11 @@ def execute(
         )
     except DirectiveRefused as refused:
         raise BadRequest(str(refused)) from None
-    subject = SubjectIdentity(email=row.email) if row is not None and row.email else deceased
+    subject = (
+        SubjectIdentity(email=row.email, phone=row.phone)
+        if row is not None and (row.email or row.phone)
+        else deceased
+    )
     package: AccessPackage | None = None
     communicated: dict[str, int] = {}
     if plan.communicate:
@@ -334,8 +352,7 @@ def execute(
         row.executed_at = now
         row.outcome = outcome
         row.body = None
-        row.email = None
-        row.email_index = None
+        row.email = row.email_index = row.phone = row.phone_index = None
     session.flush()
     record(
         session,

@@ -21,6 +21,7 @@ from gardien.register.schema import RetentionAction, RetentionTrigger
 from gardien.retention.stores import due_keys
 from gardien.rights.amendments import (
     DIRECTIVE_EMAIL_INDEX,
+    DIRECTIVE_PHONE_INDEX,
     RightsDirective,
     RightsRectification,
 )
@@ -249,11 +250,15 @@ class RightsCaseProvider:
 
 
 def directives_of(subject: SubjectIdentity) -> ColumnElement[bool]:
-    if not subject.email:
-        return RightsDirective.id.is_(None)
-    return RightsDirective.email_index.in_(
-        blind_lookups(subject.email, DIRECTIVE_EMAIL_INDEX, "email")
-    )
+    """The directives recorded under the person's e-mail address or phone number."""
+    found: list[ColumnElement[bool]] = []
+    if subject.email:
+        lookups = blind_lookups(subject.email, DIRECTIVE_EMAIL_INDEX, "email")
+        found.append(RightsDirective.email_index.in_(lookups))
+    if subject.phone:
+        lookups = blind_lookups(subject.phone, DIRECTIVE_PHONE_INDEX)
+        found.append(RightsDirective.phone_index.in_(lookups))
+    return or_(*found) if found else RightsDirective.id.is_(None)
 
 
 def tombstone_directives(session: Session, subject: SubjectIdentity) -> list[int]:
@@ -264,7 +269,7 @@ def tombstone_directives(session: Session, subject: SubjectIdentity) -> list[int
         session.execute(
             update(RightsDirective)
             .where(RightsDirective.id.in_(ids))
-            .values(email=None, email_index=None, body=None)
+            .values(email=None, email_index=None, phone=None, phone_index=None, body=None)
         )
         session.flush()
     return ids
