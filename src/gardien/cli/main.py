@@ -1173,7 +1173,9 @@ def rights_evidence(
         now = state.clock.now()
         language = lang.value if lang else state.register.languages.default
         if day is not None:
-            text = evidence.system_pack(session, day, now=now, language=language)
+            text = evidence.system_pack(
+                session, day, now=now, language=language, time_zone=state.register.rights.time_zone
+            )
             target = ("system", day.isoformat())
         else:
             case = session.scalar(
@@ -1181,7 +1183,13 @@ def rights_evidence(
             )
             if case is None:
                 fail("--case: no such case (it may have been purged)")
-            text = evidence.case_pack(session, case, now=now, language=language)
+            text = evidence.case_pack(
+                session,
+                case,
+                now=now,
+                language=language,
+                time_zone=state.register.rights.time_zone,
+            )
             target = ("rights_case", case.reference)
         record(
             session,

@@ -99,7 +99,7 @@ def queue(
         received_from=start,
         received_to=end,
     )
-    cases = repository.queue(db, chosen, today, context.user.id)
+    cases = repository.queue(db, chosen, today, context.user.id, state.register.rights.time_zone)
     period_end = end or today
     period_start = start or period_end - dt.timedelta(days=FIGURES_DAYS)
     staff = repository.staff_names(db, {c.assignee_id for c in cases if c.assignee_id})

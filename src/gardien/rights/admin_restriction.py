@@ -25,6 +25,7 @@ from gardien.errors import N_, BadRequest, NotFound
 from gardien.i18n import translator
 from gardien.rights import evidence, recipients, repository
 from gardien.rights import restriction as workflow
+from gardien.rights.deadlines import local_day
 from gardien.rights.models import RightsCase
 from gardien.rights.service import Desk
 from gardien.security import audit
@@ -206,7 +207,13 @@ def case_evidence(
 ) -> Response:
     case = _case(db, reference)
     now = state.clock.now()
-    text = evidence.case_pack(db, case, now=now, language=language_of(state, request))
+    text = evidence.case_pack(
+        db,
+        case,
+        now=now,
+        language=language_of(state, request),
+        time_zone=state.register.rights.time_zone,
+    )
     audit.record(
         db,
         context.actor,
@@ -226,10 +233,13 @@ def system_evidence(
     context: Dpo,
     on: Annotated[dt.date | None, Query(alias="date")] = None,
 ) -> Response:
-    """The system's pack at the end of ``date`` (default: today, UTC)."""
+    """The system's pack at the end of ``date`` (default: today), on the controller's clock."""
     now = state.clock.now()
-    on = on or now.date()
-    text = evidence.system_pack(db, on, now=now, language=language_of(state, request))
+    time_zone = state.register.rights.time_zone
+    on = on or local_day(now, time_zone)
+    text = evidence.system_pack(
+        db, on, now=now, language=language_of(state, request), time_zone=time_zone
+    )
     audit.record(
         db,
         context.actor,

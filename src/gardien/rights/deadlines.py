@@ -97,6 +97,13 @@ def local_day(moment: dt.datetime, time_zone: str = DEFAULT_TIME_ZONE) -> dt.dat
     return moment.astimezone(ZoneInfo(time_zone)).date()
 
 
+def day_start(day: dt.date, time_zone: str = DEFAULT_TIME_ZONE) -> dt.datetime:
+    """The moment (UTC) ``day`` begins on the controller's clock, the inverse of
+    ``local_day``: the moments of a local day are ``day_start(d) <= m < day_start(d + 1)``
+    (a day of 23 or 25 hours when the clocks change)."""
+    return dt.datetime.combine(day, dt.time(), ZoneInfo(time_zone)).astimezone(dt.UTC)
+
+
 def add_months(start: dt.date, months: int) -> dt.date:
     """The same date ``months`` later, or the last day of that month when the date does not
     occur in it (Reg. 1182/71 Art. 3(2)(c)): 31 January + 1 month is 28 February, or 29

@@ -30,6 +30,7 @@ from gardien.i18n import translator
 from gardien.policy.models import PolicyVersion
 from gardien.retention.models import PurgeReceipt
 from gardien.rights import casework, recipients
+from gardien.rights.deadlines import day_start, local_day
 from gardien.rights.exchange import RightsNotice
 from gardien.rights.models import RightsAnswer, RightsAttachment, RightsCase, RightsEvent
 from gardien.security.models import AuditEntry
@@ -75,17 +76,21 @@ def _document(title: str, language: str, sections: list[str], generated: str) ->
     )
 
 
-def deadline_met(case: RightsCase, today: dt.date) -> bool | None:
+def deadline_met(case: RightsCase, today: dt.date, time_zone: str) -> bool | None:
     """``True``/``False`` once known (closed, or open past its due date); ``None`` while open
-    and still in time."""
+    and still in time. The day of closing is read on the controller's clock (``time_zone``),
+    like the due date: a case closed at 23:30 UTC on its due date is closed the next day in
+    Bucharest, too late."""
     if case.closed_at is not None:
-        return case.closed_at.date() <= case.due_at
+        return local_day(case.closed_at, time_zone) <= case.due_at
     return False if today > case.due_at else None
 
 
-def case_pack(session: Session, case: RightsCase, *, now: dt.datetime, language: str) -> str:
+def case_pack(
+    session: Session, case: RightsCase, *, now: dt.datetime, language: str, time_zone: str
+) -> str:
     _ = translator(language).gettext
-    met = deadline_met(case, now.date())
+    met = deadline_met(case, local_day(now, time_zone), time_zone)
     verdict = {True: _("met"), False: _("missed"), None: _("open, still in time")}[met]
     sections = [
         _h2(_("Request"))
@@ -237,10 +242,13 @@ def case_pack(session: Session, case: RightsCase, *, now: dt.datetime, language:
     )
 
 
-def system_pack(session: Session, on: dt.date, *, now: dt.datetime, language: str) -> str:
-    """The state of the system at the end of ``on`` (UTC)."""
+def system_pack(
+    session: Session, on: dt.date, *, now: dt.datetime, language: str, time_zone: str
+) -> str:
+    """The state of the system at the end of ``on`` on the controller's clock (``time_zone``,
+    the register's ``rights.time_zone``)."""
     _ = translator(language).gettext
-    end = dt.datetime.combine(on + dt.timedelta(days=1), dt.time(), dt.UTC)
+    end = day_start(on + dt.timedelta(days=1), time_zone)
     policy = session.scalar(
         select(PolicyVersion)
         .where(PolicyVersion.effective_at < end)
@@ -272,7 +280,7 @@ def system_pack(session: Session, on: dt.date, *, now: dt.datetime, language: st
     ):
         closed = case.closed_at if case.closed_at and case.closed_at < end else None
         if closed is not None:
-            met: bool | None = closed.date() <= case.due_at
+            met: bool | None = local_day(closed, time_zone) <= case.due_at
         else:
             met = False if on > case.due_at else None
         counts[met] += 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session, defer
 
-from gardien.rights.deadlines import DEFAULT_TIME_ZONE, local_day
+from gardien.rights.deadlines import DEFAULT_TIME_ZONE, day_start, local_day
 from gardien.rights.models import (
     EMAIL_INDEX,
     PHONE_INDEX,
@@ -42,11 +42,13 @@ class QueueFilter:
     received_to: dt.date | None = None
 
 
-def _day_start(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), dt.UTC)
-
-
-def queue(session: Session, chosen: QueueFilter, today: dt.date, me: int) -> list[RightsCase]:
+def queue(
+    session: Session,
+    chosen: QueueFilter,
+    today: dt.date,
+    me: int,
+    time_zone: str = DEFAULT_TIME_ZONE,
+) -> list[RightsCase]:
     """The cases ``chosen`` selects, the soonest due first (closed cases after open ones)."""
     query: Select[tuple[RightsCase]] = select(RightsCase)
     if chosen.status:
@@ -76,9 +78,9 @@ def queue(session: Session, chosen: QueueFilter, today: dt.date, me: int) -> lis
     elif chosen.assignee == "none":
         query = query.where(RightsCase.assignee_id.is_(None))
     if chosen.received_from:
-        query = query.where(RightsCase.received_at >= _day_start(chosen.received_from))
+        query = query.where(RightsCase.received_at >= day_start(chosen.received_from, time_zone))
     if chosen.received_to:
-        end = _day_start(chosen.received_to) + dt.timedelta(days=1)
+        end = day_start(chosen.received_to + dt.timedelta(days=1), time_zone)
         query = query.where(RightsCase.received_at < end)
     order = (RightsCase.status.desc(), RightsCase.due_at, RightsCase.id)  # "open" > "closed"
     return list(session.scalars(query.order_by(*order).limit(QUEUE_LIMIT)))
@@ -118,8 +120,8 @@ def figures(
     soon = today + dt.timedelta(days=DUE_SOON_DAYS)
     in_period = (
         RightsCase.closed_at.is_not(None),
-        RightsCase.closed_at >= _day_start(start),
-        RightsCase.closed_at < _day_start(end) + dt.timedelta(days=1),
+        RightsCase.closed_at >= day_start(start, time_zone),
+        RightsCase.closed_at < day_start(end + dt.timedelta(days=1), time_zone),
     )
     closed = list(
         session.execute(select(RightsCase.closed_at, RightsCase.due_at).where(*in_period))

@@ -496,8 +496,8 @@ def render_html(
         f"<h1>Your personal data held by {e(register.operator.legal_name)}</h1>",
         f"<p>Case {e(case.reference)}, received "
         f"{e(local_day(case.received_at, register.rights.time_zone).isoformat())}, "
-        f"answered {e(now.date().isoformat())}. The same data are in <code>data.json</code> "
-        "and in the CSV files of this archive.</p>",
+        f"answered {e(local_day(now, register.rights.time_zone).isoformat())}. The same data "
+        "are in <code>data.json</code> and in the CSV files of this archive.</p>",
     ]
     stores: Mapping[str, Any] = document["stores"]
     total = sum(sum(s["found"].values()) for s in stores.values())
