@@ -201,6 +201,7 @@ def create_app(
         clock=state.clock,
         # Tracking hits are counted by the tracker, not spent from the public write budgets.
         exempt=(*DEFAULT_EXEMPT, *TRACKING_PATHS),
+        redis_url=settings.redis_url,
     )
     # Every request that reaches the site is logged, refusals (413, 429) included.
     app.add_middleware(

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     keys_file: Path | None = None
     smtp_url: str | None = None
     redis_url: str | None = None
+    """Public write budgets counted in Redis (exact across instances) instead of the database."""
     base_url: str = "http://127.0.0.1:8000"
     secure_cookies: bool = False
     durability: Durability = Durability.normal

@@ -8,12 +8,17 @@ PostgreSQL database, on different ports, behind no shared memory at all.
   messages reach the SMTP server once each, and the consent and audit chains stay one chain
   (``gardien consent verify`` and ``gardien audit verify`` pass);
 - retention runs every few seconds on both, yet runs never overlap in time and the rows of a
-  purge are counted in one receipt only.
+  purge are counted in one receipt only;
+- the analytics rollups, scheduled every 0.1 s on both, compute each day once in all: the
+  days the two processes' logs report as refreshed add up to the days that changed;
+- with ``GARDIEN_REDIS_URL`` set, the public write budget is one exact budget in Redis and
+  the lockout still holds on both; with Redis unreachable, writes are counted in the database.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import time
 from collections import Counter
@@ -23,19 +28,23 @@ from pathlib import Path
 import httpx
 import pyotp
 import pytest
+import redis
 from sqlalchemy import func, insert, select
 
-from gardien.analytics.models import analytics_hit
+from gardien.analytics.models import AnalyticsDay, analytics_hit
 from gardien.config import Settings
 from gardien.forms.models import OutboxMessage
 from gardien.retention.models import PurgeReceipt
 from gardien.runtime import build_state, start
 from gardien.security import service
+from gardien.security.keys import read_keys
+from gardien.security.public_limits import PER_ADDRESS, budget_subject
+from gardien.security.ratelimit import bucket_key, window_start
 from gardien.storage.migrate import upgrade
 from tests.e2e.load import Load, connected, missing, unsent
 from tests.forms.smtp import Mailbox, smtp_server
 from tests.security.signin import PASSWORD
-from tests.support import Server, gardien, gardien_env, serving
+from tests.support import Server, free_port, gardien, gardien_env, serving
 
 pytestmark = pytest.mark.parametrize(
     "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
@@ -95,7 +104,9 @@ def count_old_hits(database_url: str, before: dt.datetime) -> int:
         )
 
 
-def prepare(tmp_path: Path, database_url: str, register_path: Path) -> dt.datetime:
+def prepare(
+    tmp_path: Path, database_url: str, register_path: Path, old_hits: int = OLD_HITS
+) -> dt.datetime:
     """Schema, keys, the admin account and two-year-old hits; returns the hits' cut-off."""
     settings = Settings(
         data_dir=tmp_path / "data", database_url=database_url, register_file=register_path
@@ -107,20 +118,21 @@ def prepare(tmp_path: Path, database_url: str, register_path: Path) -> dt.dateti
         old = dt.datetime.now(dt.UTC) - dt.timedelta(days=730)
         with state.sessions.begin() as session:
             service.create_user(session, ADMIN, "admin", PASSWORD, state.clock.now())
-            session.execute(
-                insert(analytics_hit),
-                [
-                    {
-                        "site_id": 1,
-                        "received_at": old + dt.timedelta(minutes=number),
-                        "visitor_id": f"{number:016x}",
-                        "action": "pageview",
-                        "new_visit": 1,
-                        "consented": 0,
-                    }
-                    for number in range(OLD_HITS)
-                ],
-            )
+            if old_hits:
+                session.execute(
+                    insert(analytics_hit),
+                    [
+                        {
+                            "site_id": 1,
+                            "received_at": old + dt.timedelta(minutes=number),
+                            "visitor_id": f"{number:016x}",
+                            "action": "pageview",
+                            "new_visit": 1,
+                            "consented": 0,
+                        }
+                        for number in range(old_hits)
+                    ],
+                )
     finally:
         state.engine.dispose()
     return old + dt.timedelta(days=1)
@@ -249,3 +261,146 @@ def check_retention_ran_one_at_a_time(database_url: str, cutoff: dt.datetime) ->
     hits = [key for key in purged if "hit" in key[1]]
     assert hits, purged
     assert sum(purged[key] for key in hits) == OLD_HITS, purged
+
+
+ROLLUP_DAYS = 30
+HITS_PER_DAY = 200
+
+
+def rolled_up(database_url: str) -> tuple[int, int]:
+    """Days with a rollup, and the raw hits they were computed from."""
+    with connected(database_url) as connection:
+        days, hits = connection.execute(
+            select(func.count(), func.coalesce(func.sum(AnalyticsDay.hits), 0))
+        ).one()
+        return int(days), int(hits)
+
+
+def refreshed_days(server: Server) -> list[int]:
+    """Stop ``server`` and read from its log the days each of its rollup refreshes computed."""
+    server.process.terminate()
+    _, err = server.process.communicate(timeout=30)
+    days = []
+    for line in err.splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("event") == "analytics rollups refreshed":
+                days.append(int(entry["days"]))
+    return days
+
+
+def test_two_instances_refresh_the_rollups_one_at_a_time(
+    tmp_path: Path, register_path: Path, database_url: str
+) -> None:
+    """Both instances run the rollup schedule every 0.1 s; the hits of 30 days arrive while
+    both are running. A refresh computes the days one by one and moves the watermark only at
+    its end, so an instance starting a refresh while the other's runs would compute the same
+    days again: the days the two logs report add up to 30, each day once."""
+    prepare(tmp_path, database_url, register_path, old_hits=0)
+    env = gardien_env(tmp_path / "data", database_url, register_path)
+    env["GARDIEN_ANALYTICS_ROLLUP_SECONDS"] = "0.1"
+    env["GARDIEN_LOG_LEVEL"] = "INFO"  # the refreshes' log lines (no request is made)
+    with ExitStack() as stack:
+        servers = [stack.enter_context(serving(env)) for _ in range(2)]
+        today = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+        with connected(database_url, write=True) as connection:
+            connection.execute(
+                insert(analytics_hit),
+                [
+                    {
+                        "site_id": 1,
+                        "received_at": today - dt.timedelta(days=day, seconds=number),
+                        "visitor_id": f"{number % 20:016x}",
+                        "action": "pageview",
+                        "url": f"https://www.example.org/page/{number % 7}",
+                        "new_visit": 0,
+                        "consented": 0,
+                    }
+                    for day in range(1, ROLLUP_DAYS + 1)
+                    for number in range(HITS_PER_DAY)
+                ],
+            )
+        deadline = time.monotonic() + 120
+        while rolled_up(database_url)[0] < ROLLUP_DAYS and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # twenty more turns of each schedule
+        assert rolled_up(database_url) == (ROLLUP_DAYS, ROLLUP_DAYS * HITS_PER_DAY)
+        logged = [refreshed_days(server) for server in servers]
+    assert sum(map(sum, logged)) == ROLLUP_DAYS, logged
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_count(
+    tmp_path: Path, database_url: str, register_path: Path, scope: str, subject: str
+) -> int:
+    """The count of this installation's bucket ``(scope, subject)`` of the current minute."""
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, register_file=register_path
+    )
+    secret = read_keys(settings).hmac_key
+    start = window_start(dt.datetime.now(dt.UTC), dt.timedelta(minutes=1))
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        key = f"gardien:rate:{bucket_key(secret, scope, subject)}:{int(start.timestamp())}"
+        value = client.get(key)
+    finally:
+        client.close()
+    return int(value or 0)
+
+
+def test_two_instances_with_redis_share_one_exact_budget_and_the_lockout(
+    tmp_path: Path, register_path: Path, database_url: str
+) -> None:
+    """With ``GARDIEN_REDIS_URL`` the public write budget is counted in Redis: a burst sent
+    alternately to both instances, without a pause, is admitted 60 times in all, not 60 plus
+    what the database path's one-second merges would let through; the sign-in lockout (in the
+    database) holds on both."""
+    prepare(tmp_path, database_url, register_path, old_hits=0)
+    env = gardien_env(tmp_path / "data", database_url, register_path)
+    env["GARDIEN_REDIS_URL"] = REDIS_URL
+    address = "198.51.100.9"
+    headers = {"X-Forwarded-For": address, "Content-Type": "application/json"}
+    with ExitStack() as stack:
+        first, second = (stack.enter_context(serving(env)) for _ in range(2))
+        check_admin_session_and_lockout(first, second)
+        clients = [
+            stack.enter_context(httpx.Client(base_url=server.url, headers=headers))
+            for server in (first, second)
+        ]
+        into_minute = dt.datetime.now(dt.UTC).second
+        if into_minute > 45:
+            time.sleep(61 - into_minute)
+        statuses = [
+            clients[number % 2].post("/api/consent/records", content=b"{}").status_code
+            for number in range(80)
+        ]
+        counted = redis_count(
+            tmp_path, database_url, register_path, PER_ADDRESS.scope, budget_subject(address)
+        )
+    assert statuses == [400] * 60 + [429] * 20
+    # Every request of the burst went through Redis, the refused ones included.
+    assert counted == 80
+
+
+def test_an_unreachable_redis_leaves_the_budget_to_the_database(
+    tmp_path: Path, register_path: Path, database_url: str
+) -> None:
+    """Redis down (nothing listens on the port): public writes are still answered, counted
+    by the database path, which one instance keeps exact; the log says why, by error type."""
+    prepare(tmp_path, database_url, register_path, old_hits=0)
+    env = gardien_env(tmp_path / "data", database_url, register_path)
+    env["GARDIEN_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    headers = {"X-Forwarded-For": "198.51.100.10", "Content-Type": "application/json"}
+    with serving(env) as server, httpx.Client(base_url=server.url, headers=headers) as client:
+        into_minute = dt.datetime.now(dt.UTC).second
+        if into_minute > 45:
+            time.sleep(61 - into_minute)
+        statuses = [
+            client.post("/api/consent/records", content=b"{}").status_code for _ in range(65)
+        ]
+        server.process.terminate()
+        _, err = server.process.communicate(timeout=30)
+    assert statuses == [400] * 60 + [429] * 5
+    assert "rate limits: Redis unavailable" in err

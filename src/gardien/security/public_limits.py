@@ -13,6 +13,11 @@ therefore exact; with several, a budget may be overrun by what the others counte
 last merge (about a second of traffic). This keeps public writes, whose own work is a group
 commit, from paying a database transaction each for their rate limit.
 
+With ``GARDIEN_REDIS_URL`` set, the budgets are counted in Redis instead (``SharedBudgets``):
+each request is one atomic script on the Redis server, so several instances share one exact
+budget with no slack. If Redis cannot be reached, a request is counted by the database path
+above, and Redis is tried again a few seconds later: a limiter outage never refuses a write.
+
 A request refused for its address does not count against the global budget, so one flooding
 address exhausts only its own. IPv6 clients are counted per /64, the block one subscriber
 usually holds, or rotating addresses within it would escape the per-address budget.
@@ -29,13 +34,14 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from redis.exceptions import RedisError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gardien.security.connection_log import canonical_ip, client_ip, matches_prefix
-from gardien.security.ratelimit import RateLimit, hit, window_start
+from gardien.security.ratelimit import RateLimit, bucket_key, hit, window_start
 from gardien.storage.clock import Clock
 from gardien.storage.database import unit_of_work
 
@@ -151,7 +157,7 @@ class Budgets:
         tally.pending += 1
         if tally.used <= rule.limit:
             return None
-        return max(1, math.ceil((start + rule.window - now).total_seconds()))
+        return _reopens(rule, now)
 
     def due(self, monotonic: float) -> bool:
         return not self._merging and monotonic - self._last_merge >= self.sync_every
@@ -215,6 +221,89 @@ class Budgets:
         self.end_merge(now, totals)
 
 
+_TAKE = """
+local mine = redis.call('INCR', KEYS[1])
+if mine == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if mine > tonumber(ARGV[2]) then return {mine, 0} end
+local everyone = redis.call('INCR', KEYS[2])
+if everyone == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+return {mine, everyone}
+"""
+"""Count one write of an address and, unless that address is over its budget, of everyone,
+atomically; a bucket expires a minute after its window ends."""
+
+
+class SharedBudgets:
+    """The budgets counted in Redis (``GARDIEN_REDIS_URL``): exact across instances.
+
+    A bucket's key is ``gardien:rate:<keyed hash of scope and subject>:<window start>``: no
+    address reaches Redis, and two installations sharing one Redis never share a bucket (the
+    hash is keyed by each one's own secret). ``take`` raises ``RedisError`` or ``OSError``
+    when Redis cannot answer; the middleware then counts the request in the database.
+    """
+
+    RETRY_AFTER_FAILURE = 5.0
+    """Seconds the middleware counts in the database after a failure before trying again."""
+
+    def __init__(
+        self,
+        url: str,
+        secret: Callable[[], bytes],
+        per_address: RateLimit = PER_ADDRESS,
+        overall: RateLimit = OVERALL,
+    ) -> None:
+        self.url = url
+        self.secret = secret
+        self.per_address = per_address
+        self.overall = overall
+        self._client: Any = None
+        self._script: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.down_until = 0.0
+
+    def _connect(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            from redis.asyncio import Redis
+
+            # A client's connections belong to the loop that opened them.
+            self._client = Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=0.5)
+            self._script = self._client.register_script(_TAKE)
+            self._loop = loop
+        return self._script
+
+    def _key(self, secret: bytes, rule: RateLimit, subject: str, now: dt.datetime) -> str:
+        start = window_start(now, rule.window)
+        hashed = bucket_key(secret, rule.scope, subject)
+        return f"gardien:rate:{hashed}:{int(start.timestamp())}"
+
+    async def take(self, subject: str, now: dt.datetime) -> Refusal | None:
+        script = self._connect()
+        secret = self.secret()
+        mine_rule, all_rule = self.per_address, self.overall
+        mine, everyone = await script(
+            keys=[
+                self._key(secret, mine_rule, subject, now),
+                self._key(secret, all_rule, EVERYONE, now),
+            ],
+            args=[
+                int(mine_rule.window.total_seconds()) + 60,
+                mine_rule.limit,
+                int(all_rule.window.total_seconds()) + 60,
+            ],
+        )
+        if int(mine) > mine_rule.limit:
+            return Refusal("address", _reopens(mine_rule, now))
+        if int(everyone) > all_rule.limit:
+            return Refusal("overall", _reopens(all_rule, now))
+        return None
+
+
+def _reopens(rule: RateLimit, now: dt.datetime) -> int:
+    start = window_start(now, rule.window)
+    return max(1, math.ceil((start + rule.window - now).total_seconds()))
+
+
 class PublicWriteLimits:
     """Pure ASGI middleware answering 429 to public writes past their budgets.
 
@@ -233,12 +322,14 @@ class PublicWriteLimits:
         overall: RateLimit = OVERALL,
         exempt: Sequence[str] = DEFAULT_EXEMPT,
         sync_every: float = 1.0,
+        redis_url: str | None = None,
     ) -> None:
         self.app = app
         self.clock = clock
         self.secret = secret
         self.exempt = tuple(exempt)
         self.budgets = Budgets(sessions, secret, per_address, overall, sync_every)
+        self.shared = SharedBudgets(redis_url, secret, per_address, overall) if redis_url else None
         self._later: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -252,7 +343,18 @@ class PublicWriteLimits:
         if not self.secret():
             raise RuntimeError("the rate-limit secret is not loaded (runtime.start not called)")
         now = self.clock.now()
-        refusal = self.budgets.take(budget_subject(client_ip(scope)), now)
+        subject = budget_subject(client_ip(scope))
+        shared = self.shared
+        if shared is not None and time.monotonic() >= shared.down_until:
+            try:
+                refusal = await shared.take(subject, now)
+            except (RedisError, OSError) as exc:
+                log.error("rate limits: Redis unavailable", extra={"error": type(exc).__name__})
+                shared.down_until = time.monotonic() + shared.RETRY_AFTER_FAILURE
+            else:
+                await self._answer(refusal, scope, receive, send)
+                return
+        refusal = self.budgets.take(subject, now)
         monotonic = time.monotonic()
         if self.budgets.due(monotonic):
             self._merge_soon(monotonic, now)
@@ -262,10 +364,15 @@ class PublicWriteLimits:
             # admitted 60 more (found by tests/e2e/test_instances.py).
             wait = max(0.0, self.budgets.sync_every - (monotonic - self.budgets.last_merge))
             self._later = asyncio.get_running_loop().call_later(wait, self._merge_later)
+        await self._answer(refusal, scope, receive, send)
+
+    async def _answer(
+        self, refusal: Refusal | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         if refusal is None:
             await self.app(scope, receive, send)
-            return
-        await _too_many_requests(send, refusal)
+        else:
+            await _too_many_requests(send, refusal)
 
     def _merge_later(self) -> None:
         """The timer set by a request that found a merge not yet due: merge what is pending
