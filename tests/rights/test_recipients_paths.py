@@ -21,6 +21,7 @@ from gardien.rights.recipients import RightsRecipientNotice
 from gardien.rights.service import Desk, erase
 from gardien.storage.clock import FrozenClock
 from gardien.storage.database import unit_of_work
+from gardien.storage.subjects import SubjectIdentity
 from tests.rights.conftest import Seeded
 from tests.rights.test_notices import case_of
 from tests.rights.test_recipients_evidence import AGENT, PARTNER, notices, with_contact
@@ -58,6 +59,28 @@ def details(state: State, reference: str, kind: str) -> list[str]:
         )
 
 
+def rerun(
+    state: State,
+    desk: Desk,
+    reference: str,
+    activity: str,
+    clock: FrozenClock,
+    subject: SubjectIdentity | None = None,
+) -> list[RightsRecipientNotice]:
+    """The erasure's automatic notification run a second time for ``activity``."""
+    with unit_of_work(state.sessions) as session:
+        return recipients.automatic(
+            session,
+            desk,
+            case_of(session, reference),
+            "erasure",
+            now=clock.now(),
+            actor=AGENT,
+            activities=[activity],
+            subject=subject,
+        )
+
+
 def test_the_erasure_after_an_upheld_objection_tells_that_activitys_recipients_once(
     state: State, clock: FrozenClock, seeded: Seeded
 ) -> None:
@@ -89,18 +112,9 @@ def test_the_erasure_after_an_upheld_objection_tells_that_activitys_recipients_o
         f"erasure: {sent[0].recipient} (connection_log)"
     ]
     # a second run (and a rejected objection) sends nothing twice
+    assert rerun(state, desk, reference, "connection_log", clock) == []
     with unit_of_work(state.sessions) as session:
         case = case_of(session, reference)
-        again = recipients.automatic(
-            session,
-            desk,
-            case,
-            "erasure",
-            now=clock.now(),
-            actor=AGENT,
-            activities=["connection_log"],
-        )
-        assert again == []
         restriction.decide_objection(
             session, desk, case, "connection_log", True, grounds, now=clock.now(), actor=AGENT
         )

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gardien.errors import N_, BadRequest, Conflict, NotFound
-from gardien.rights import postmortem
+from gardien.rights import postmortem, recipients
 from gardien.rights.amendments import DIRECTIVE_EMAIL_INDEX, DIRECTIVE_PHONE_INDEX, RightsDirective
 from gardien.rights.models import RightsCase
 from gardien.rights.postmortem import ALL, DirectiveRefused, Requester
@@ -347,6 +347,17 @@ def execute(
         )
     )[:200]
     add_event(session, case, now, actor, "directive_applied", outcome)
+    # Art. 19: the recipients of what was erased are told, of the deceased's identifiers.
+    recipients.automatic(
+        session,
+        desk,
+        case,
+        "erasure",
+        now=now,
+        actor=actor,
+        activities=[name for name, count in erased.items() if count],
+        subject=subject,
+    )
     if row is not None and directive is not None:
         # Only a tombstone is left: dates, the certificate's hash, what was done.
         row.executed_at = now
