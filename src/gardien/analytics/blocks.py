@@ -7,6 +7,11 @@ consent id). Only their blind indexes are compared on the hot path: every instan
 set of blocked indexes in memory and re-reads it from the database every few seconds, so a
 block recorded on one instance holds on all of them within ``REFRESH`` (documented in
 docs/analytics.md).
+
+A withdrawal of consent (Art. 7(3)) is not forever: it withdraws the consents given **before**
+it. Its block keeps the time of the latest withdrawal, and a hit is refused only when the
+consent cookie it carries states a decision made at or before that time; a consent the person
+gives again in the banner afterwards (a new decision, a new cookie) is honoured.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import datetime as dt
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.orm import Session
@@ -29,7 +35,20 @@ REFRESH = 5.0
 RESTRICTION = "restriction"
 OBJECTION = "objection"
 WITHDRAWAL = "withdrawal"
-"""Consent withdrawn through the rights portal: hits under that consent id are not stored."""
+"""Consent withdrawn through the rights portal: hits under that consent id sent with a consent
+given before the withdrawal are not stored."""
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """One process's copy of the block list, by blind index: ``always`` (restrictions and
+    objections) and ``withdrawn`` (index → the latest withdrawal, UTC)."""
+
+    always: frozenset[str] = frozenset()
+    withdrawn: Mapping[str, dt.datetime] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.always or self.withdrawn)
 
 
 def block_keys(subject: SubjectIdentity) -> list[str]:
@@ -55,16 +74,21 @@ def hit_keys(visitor_id: str | None, user_id: str | None, consent_id: str | None
 
 
 def add_blocks(session: Session, keys: Iterable[str], reason: str, now: dt.datetime) -> int:
-    """Record a block for each key not already blocked for ``reason``; returns how many."""
+    """Record a block for each key not already blocked for ``reason``; returns how many. A
+    withdrawal already recorded is moved to ``now`` (and counted): it withdraws every consent
+    given up to now, including one given again since the last withdrawal."""
     added = 0
     for key in keys:
         lookups = blind_lookups(key, BLOCK_KEY_INDEX_CONTEXT)
-        existing = session.scalar(
-            select(AnalyticsBlock.id).where(
+        existing = session.scalars(
+            select(AnalyticsBlock).where(
                 AnalyticsBlock.key_index.in_(lookups), AnalyticsBlock.reason == reason
             )
-        )
-        if existing is None:
+        ).first()
+        if existing is not None and reason == WITHDRAWAL and existing.created_at < now:
+            existing.created_at = now
+            added += 1
+        elif existing is None:
             session.add(
                 AnalyticsBlock(
                     key=key,
@@ -97,11 +121,11 @@ class BlockList:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cache: weakref.WeakKeyDictionary[Engine, tuple[float, frozenset[str]]] = (
+        self._cache: weakref.WeakKeyDictionary[Engine, tuple[float, Blocks]] = (
             weakref.WeakKeyDictionary()
         )
 
-    def fresh(self, engine: Engine) -> frozenset[str] | None:
+    def fresh(self, engine: Engine) -> Blocks | None:
         """The cached set if it is recent enough (no database access), else ``None``."""
         with self._lock:
             cached = self._cache.get(engine)
@@ -109,9 +133,18 @@ class BlockList:
             return None
         return cached[1]
 
-    def load(self, engine: Engine) -> frozenset[str]:
+    def load(self, engine: Engine) -> Blocks:
+        always: set[str] = set()
+        withdrawn: dict[str, dt.datetime] = {}
         with Session(engine) as session:
-            indexes = frozenset(session.scalars(select(AnalyticsBlock.key_index)))
+            for index, reason, at in session.execute(
+                select(AnalyticsBlock.key_index, AnalyticsBlock.reason, AnalyticsBlock.created_at)
+            ):
+                if reason == WITHDRAWAL:
+                    withdrawn[index] = max(at, withdrawn.get(index, at))
+                else:
+                    always.add(index)
+        indexes = Blocks(frozenset(always), withdrawn)
         with self._lock:
             self._cache[engine] = (time.monotonic(), indexes)
         return indexes
@@ -123,13 +156,20 @@ class BlockList:
             self._cache.pop(engine, None)
 
 
-def blocked(indexes: frozenset[str], keys: Iterable[str]) -> bool:
-    """Whether any of ``keys`` is in the blocked ``indexes``."""
-    if not indexes:
+def blocked(blocks: Blocks, keys: Iterable[str], decided_at: dt.datetime | None = None) -> bool:
+    """Whether any of ``keys`` is blocked: restricted or objected to, or a consent id whose
+    consent was withdrawn after ``decided_at`` (the decision the hit's consent cookie states;
+    without one, any withdrawal blocks)."""
+    if not blocks:
         return False
-    return any(
-        index in indexes for key in keys for index in blind_lookups(key, BLOCK_KEY_INDEX_CONTEXT)
-    )
+    for key in keys:
+        for index in blind_lookups(key, BLOCK_KEY_INDEX_CONTEXT):
+            if index in blocks.always:
+                return True
+            withdrawn = blocks.withdrawn.get(index)
+            if withdrawn is not None and (decided_at is None or decided_at <= withdrawn):
+                return True
+    return False
 
 
 block_list = BlockList()

@@ -101,8 +101,9 @@ class AnalyticsBlock(Base):
         BlindIndex(BLOCK_KEY_INDEX_CONTEXT, source="key"), index=True
     )
     reason: Mapped[str] = mapped_column(String(16))
-    """``restriction`` or ``objection``."""
+    """``restriction``, ``objection`` or ``withdrawal``."""
     created_at: Mapped[dt.datetime] = mapped_column()
+    """For a withdrawal, the latest one: consents given after it are honoured."""
 
 
 class AnalyticsSalt(Base):

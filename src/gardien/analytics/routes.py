@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from ua_parser import parse as parse_agent
 
-from gardien.analytics.blocks import block_list, blocked, hit_keys
+from gardien.analytics.blocks import Blocks, block_list, blocked, hit_keys
 from gardien.analytics.models import analytics_hit
 from gardien.analytics.optout import opted_out
 from gardien.analytics.privacy import anonymise_ip, daily_salts, visitor_id
@@ -164,7 +164,7 @@ class _Tracker:
         self.header_agent = request.headers.get("user-agent", "")[:300]
         self.header_language = request.headers.get("accept-language", "")[:64] or None
         self.authenticated = False
-        self.blocks: frozenset[str] = frozenset()
+        self.blocks = Blocks()
         self.new_cookie: tuple[str, str, int] | None = None
         self._networks: dict[tuple[str, int], str | None] = {}
 
@@ -252,7 +252,8 @@ class _Tracker:
         visitor = hit.tracker_visitor_id or self.visitor_from_cookie(hit)
         if visitor is None:
             visitor = visitor_id(salt, ip, agent, hit.site_id)
-        if blocked(self.blocks, hit_keys(visitor, hit.user_id, self.consent_id)):
+        decided_at = self.decision.decided_at if self.decision else None
+        if blocked(self.blocks, hit_keys(visitor, hit.user_id, self.consent_id), decided_at):
             return None
         masked = self._site(hit).ip_masked_bytes
         network = self._networks.get((ip, masked), "")
