@@ -17,6 +17,7 @@ import sqlite3
 import time
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -50,42 +51,57 @@ class Journey:
         return self.root / "gardien.db"
 
 
-def _seed(url: str, consent_id: str) -> None:
+BROWSER_LIKE = {
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0 Safari/537.36"
+}
+
+
+def _seed(url: str, consent_id: str, email: str = PERSON) -> None:
     """The person through the server's own endpoints: a contact form, a consent decision
     (whose cookie the client keeps), an audience-measurement hit with that consent."""
-    browser_like = {
-        "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-        "Chrome/120.0 Safari/537.36"
-    }
-    with httpx.Client(base_url=url, timeout=30, headers=browser_like) as client:
+    with httpx.Client(base_url=url, timeout=30, headers=BROWSER_LIKE) as client:
         definition = client.get("/api/forms/contact?lang=ro").json()
         time.sleep(3.2)  # the form's min_fill_seconds, on the server's real clock
         sent = client.post(
             "/api/forms/contact",
-            json={**GOOD, "email": PERSON, "shown_at": definition["shown_at"], "lang": "ro"},
+            json={**GOOD, "email": email, "shown_at": definition["shown_at"], "lang": "ro"},
         )
         assert sent.status_code in (200, 201), sent.text
+    consented_hit(url, consent_id)
+
+
+def consented_hit(
+    url: str, consent_id: str, *, decide: bool = True, decided_at: int | None = None
+) -> None:
+    """An audience-measurement hit sent with the consent cookie of ``consent_id`` (accepting
+    everything), after that consent decision is recorded through the consent API if
+    ``decide`` (else the cookie of a decision made earlier, at ``decided_at``, is sent as the
+    browser kept it)."""
+    with httpx.Client(base_url=url, timeout=30, headers=BROWSER_LIKE) as client:
         config = client.get("/consent/config.json?lang=ro").json()
         optional = [c["id"] for c in config["categories"] if not c["required"]]
-        decided = client.post(
-            "/api/consent/records",
-            json={
-                "consent_id": consent_id,
-                "action": "accept_all",
-                "layer": "banner",
-                "control": "accept",
-                "revision": config["revision"],
-                "hash": config["hash"],
-                "choices": dict.fromkeys(optional, True),
-                "language": "ro",
-                "page": "/",
-            },
-        )
-        assert decided.status_code == 201, decided.text
+        if decide:
+            decided = client.post(
+                "/api/consent/records",
+                json={
+                    "consent_id": consent_id,
+                    "action": "accept_all",
+                    "layer": "banner",
+                    "control": "accept",
+                    "revision": config["revision"],
+                    "hash": config["hash"],
+                    "choices": dict.fromkeys(optional, True),
+                    "language": "ro",
+                    "page": "/",
+                },
+            )
+            assert decided.status_code == 201, decided.text
         # the cookie the banner writes after that decision: "1:id:revision:time:choices"
         choices = "&".join(f"{c}=1" for c in optional)
         client.cookies.set(
-            "gardien_consent", f"1:{consent_id}:{config['revision']}:{int(time.time())}:{choices}"
+            "gardien_consent",
+            f"1:{consent_id}:{config['revision']}:{decided_at or int(time.time())}:{choices}",
         )
         hit = client.get(
             "/matomo.php",
@@ -94,13 +110,19 @@ def _seed(url: str, consent_id: str) -> None:
         assert hit.status_code in (200, 204), hit.text
 
 
-@pytest.fixture(scope="module")
-def journey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
-    root = tmp_path_factory.mktemp("rights-journeys")
-    with serving_with_user(root, AGENT, "agent") as server:
+@contextmanager
+def seeded_journey(root: Path, user: str, role: str) -> Iterator[Journey]:
+    """A server with one staff account and the person seeded through its endpoints."""
+    with serving_with_user(root, user, role) as server:
         consent_id = secrets.token_hex(16)
         _seed(server.url, consent_id)
         yield Journey(server, root, consent_id)
+
+
+@pytest.fixture(scope="module")
+def journey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
+    with seeded_journey(tmp_path_factory.mktemp("rights-journeys"), AGENT, "agent") as seeded:
+        yield seeded
 
 
 def _rows(database: Path, sql: str) -> list[tuple[object, ...]]:
@@ -135,12 +157,14 @@ def _mail(root: Path, reference: str, needle: str, timeout: float = 30.0) -> str
     raise AssertionError(f"no e-mail about {reference} saying {needle!r}")
 
 
-def _ask_and_confirm(person: Page, journey: Journey, right: str) -> str:
+def _ask_and_confirm(
+    person: Page, journey: Journey, right: str, email: str = PERSON, consent_id: str = ""
+) -> str:
     url = journey.server.url
     person.goto(f"{url}/rights?lang=en")
     person.check(f"#field-rights-{right}")
-    person.fill("#field-email", PERSON)
-    person.fill("#field-consent_id", journey.consent_id)
+    person.fill("#field-email", email)
+    person.fill("#field-consent_id", consent_id or journey.consent_id)
     with person.expect_navigation():
         person.click("form.rights button[type=submit]")
     found = REFERENCE.search(person.locator("main").inner_text())
