@@ -36,6 +36,7 @@ from gardien.rights.admin import INTAKE_PATH, UPLOAD_FORM_OVERHEAD
 from gardien.rights.admin import router as rights_admin_router
 from gardien.rights.amend_routes import router as rights_amend_router
 from gardien.rights.possession import router as possession_router
+from gardien.rights.reminders import reminder_schedule
 from gardien.rights.routes import DOCUMENT_BODY_BYTES, DOCUMENT_PATH
 from gardien.rights.routes import router as rights_router
 from gardien.runtime import build_state
@@ -146,10 +147,13 @@ def create_app(
         # The audience rollups (analytics/rollups.py): reports stay within a minute or so of
         # the raw hits; a lease keeps the refresh to one instance at a time.
         rollups = asyncio.create_task(rollup_schedule(state)) if scheduler else None
+        # Deadline reminders (rights/reminders.py): a lease keeps them to one instance at a
+        # time, and a unique key to one e-mail per case, threshold and due date.
+        reminders = asyncio.create_task(reminder_schedule(state)) if scheduler else None
         try:
             yield
         finally:
-            for running in (task, sender, rollups):
+            for running in (task, sender, rollups, reminders):
                 if running:
                     running.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

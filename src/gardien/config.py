@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     retention_interval_hours: float = Field(default=24.0, gt=0)
     analytics_rollup_seconds: float = Field(default=60.0, gt=0)
     """How often ``serve`` brings the audience rollups up to date (analytics/rollups.py)."""
+    rights_reminder_seconds: float = Field(default=3600.0, gt=0)
+    """How often ``serve`` looks for rights cases to remind staff of (rights/reminders.py)."""
     log_level: str = "INFO"
     trusted_proxies: str = "127.0.0.1"
     """Addresses (comma-separated, or ``*``) whose X-Forwarded-For / X-Forwarded-Proto

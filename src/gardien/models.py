@@ -17,6 +17,7 @@ from gardien.rights.models import (
     RightsVerification,
 )
 from gardien.rights.recipients import RightsRecipientNotice
+from gardien.rights.reminders import RightsReminder
 from gardien.security.connection_log import ConnectionLogEntry
 from gardien.security.models import (
     AdminSession,
@@ -63,6 +64,7 @@ __all__ = [
     "RightsDownload",
     "RightsNotice",
     "RightsRecipientNotice",
+    "RightsReminder",
     "RightsEvent",
     "RightsRectification",
     "RightsVerification",

@@ -6,12 +6,12 @@ time, and the others skip their turn (``LockBusy``) instead of waiting.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from gardien.analytics.rollups import refresh_rollups
 from gardien.deps import State
 from gardien.storage.locks import LockBusy
+from gardien.storage.schedule import every
 
 log = logging.getLogger("gardien.analytics.rollups")
 
@@ -32,10 +32,9 @@ def refresh_once(state: State) -> int:
 
 async def rollup_schedule(state: State) -> None:
     """Refresh every ``settings.analytics_rollup_seconds`` until cancelled."""
-    interval = state.settings.analytics_rollup_seconds
-    while True:
-        try:
-            await asyncio.to_thread(refresh_once, state)
-        except Exception as exc:  # noqa: BLE001 - a failed run must not stop the schedule
-            log.error("analytics rollup refresh failed", extra={"error": type(exc).__name__})
-        await asyncio.sleep(interval)
+    await every(
+        state.settings.analytics_rollup_seconds,
+        lambda: refresh_once(state),
+        log,
+        "analytics rollup refresh failed",
+    )

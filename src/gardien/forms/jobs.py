@@ -64,6 +64,9 @@ MAX_ATTEMPTS = 8
 SMTP_TIMEOUT = 30.0
 SCHEDULE_SECONDS = 5.0
 BATCH = 50
+OPERATOR_KINDS = frozenset({NOTIFICATION, "rights_reminder"})
+"""Kinds sent to the operator's own staff (the disclosure log's ``operator``): the forms'
+notification and the rights deadline reminder (rights/reminders.py)."""
 
 
 @dataclass
@@ -508,7 +511,7 @@ def _record_sent(
                 at=now,
                 activity=item.activity,
                 recipient=item.recipient,
-                recipient_kind="operator" if item.kind == NOTIFICATION else "subject",
+                recipient_kind="operator" if item.kind in OPERATOR_KINDS else "subject",
                 message_id=item.message_id,
                 submission_id=item.submission_id,
                 channel=channel,

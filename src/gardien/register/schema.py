@@ -375,6 +375,9 @@ class RightsSection(Strict):
     verification_window_days: int = Field(default=30, ge=1, le=90, strict=True)
     """A portal request never confirmed with its one-time code is closed, and its identifiers
     erased, this many days after it was received."""
+    reminder_days: int = Field(default=7, ge=1, le=30, strict=True)
+    """Staff are e-mailed once when an open case's due date is this many days away or less,
+    and once more if it passes with the case still open (rights/reminders.py)."""
 
 
 class PolicySection(Strict):
