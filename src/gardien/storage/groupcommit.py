@@ -55,6 +55,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from gardien.storage.base import UTCDateTime
 from gardien.storage.database import is_sqlite_busy
+from gardien.storage.pgwriter import PgLoopWriter
 
 log = logging.getLogger("gardien.groupcommit")
 
@@ -162,6 +163,11 @@ class GroupCommit:
         self._autocommit: PoolProxiedConnection | None = None
         sqlite = engine.dialect.name == "sqlite"
         self._inline = _InlineWriter(self) if sqlite else None
+        self._loop_writer = (
+            PgLoopWriter(self)
+            if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+            else None
+        )
         self._checkpointer = WalCheckpointer(engine) if sqlite else None
         self.before_commit: Callable[[], None] | None = None
         """Called in the writer thread once a batch is written and about to be committed (a
@@ -182,6 +188,8 @@ class GroupCommit:
         with self._lock:
             if self._stopped and not self.running:
                 self._stopped = False
+                if self._loop_writer is not None:
+                    self._loop_writer.closed = False
             self._start_locked()
 
     def _start_locked(self) -> None:
@@ -202,12 +210,16 @@ class GroupCommit:
             self._inline.close()  # reopened on demand, should the writer start again
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        # The loops' own writes settle first; what waited for them goes to the thread.
+        left = self._loop_writer.close() if self._loop_writer is not None else []
         with self._lock:
             if self._stopped:
                 thread = self._thread
             else:
                 self._stopped = True
                 thread = self._thread
+                for batch in left:
+                    self._hand_locked(batch)
                 # Batches still filling are handed over now, ahead of the stop.
                 for batch in self._open.values():
                     self._hand_locked(batch)
@@ -290,6 +302,12 @@ class GroupCommit:
         inline = self._inline
         if inline is not None and inline.write(batch):
             return
+        if self._loop_writer is not None and self._loop_writer.take(batch):
+            return
+        self._hand_over(batch)
+
+    def _hand_over(self, batch: _Batch) -> None:
+        """From the batch's loop: to the writer thread."""
         with self._lock:
             if self._stopped:
                 # ``stop`` came while the loop tried the batch itself: its rows are not
@@ -409,6 +427,19 @@ class GroupCommit:
         self.batches += 1
         self.rows += len(items)
 
+    def one_statement_plan(self, batch: _Batch) -> _InsertPlan | None:
+        """The plan writing ``batch`` as one statement the loop may send itself: rows of one
+        table without a chain, all with the same keys, and no test holding the writer."""
+        items = batch.items
+        table, first = items[0]
+        if self.before_commit is not None or table in self._chains:
+            return None
+        keys = tuple(first)
+        for other, row in items:
+            if other is not table or (row is not first and tuple(row) != keys):
+                return None
+        return self._plan(table, keys)
+
     def _plan(self, table: Table, keys: tuple[str, ...]) -> _InsertPlan:
         plan = self._plans.get((table, keys))
         if plan is None:
@@ -521,15 +552,10 @@ class _InlineWriter:
     def _write(self, batch: _Batch) -> bool:
         writer = self.writer
         items = batch.items
-        table, first = items[0]
-        if self.usable is False or writer.before_commit is not None or table in writer._chains:
+        if self.usable is False:
             return False
-        keys = tuple(first)
-        for other, row in items:
-            if other is not table or (row is not first and tuple(row) != keys):
-                return False
-        plan = writer._plan(table, keys)
-        if plan.style != "sqlite" or len(items) > plan.rows_per_statement:
+        plan = writer.one_statement_plan(batch)
+        if plan is None or plan.style != "sqlite" or len(items) > plan.rows_per_statement:
             return False
         driver_connection = self._driver_connection()
         if driver_connection is None:
@@ -681,13 +707,16 @@ class _InsertPlan:
         self.one_row = f"({', '.join([marker] * len(columns))})"
         # SQLite before 3.32 allows 999 parameters per statement; stay under it everywhere.
         self.rows_per_statement = max(1, 999 // max(1, len(columns)))
+        self.pg_rows_max = max(1, 65_535 // max(1, len(columns)))
+        """PostgreSQL's limit on one statement's parameters, in rows."""
         self._sql: dict[int, str] = {}
+        self._numbered: dict[int, bytes] = {}
 
     def execute(self, connection: Connection, rows: Sequence[Row]) -> None:
         if self.style is None:
             connection.execute(self.table.insert(), list(rows))
             return
-        values = [self._values(row) for row in rows]
+        values = [self.values(row) for row in rows]
         if self.style == "postgresql":
             if self.copy is not None and len(values) > 1:
                 self._copy(connection.connection.dbapi_connection, values, connection.dialect)
@@ -716,12 +745,12 @@ class _InsertPlan:
         """Insert ``rows`` in one statement on ``driver_connection``, outside any transaction:
         it is atomic and, once it returns, committed (on SQLite ``busy_timeout`` makes it wait
         for the write lock as ``BEGIN IMMEDIATE`` would)."""
-        values = [self._values(row) for row in rows]
-        if self.style == "postgresql" and len(values) > 1:
+        values = [self.values(row) for row in rows]
+        if self.style == "postgresql" and len(values) > 1 and len(values) * len(self.keys) > 2000:
             self._copy(driver_connection, values, dialect)
             return
         params: tuple[object, ...]
-        if self.style == "sqlite":
+        if self.style == "sqlite" or len(values) > 1:
             sql, params = self._statement(len(rows)), tuple(v for row in values for v in row)
         else:
             sql, params = self.head + self.one_row, values[0]
@@ -745,12 +774,24 @@ class _InsertPlan:
             # any other statement (a row's constraint, or a database that is down).
             raise DBAPIError.instance(sql, None, exc, self.dbapi_error, dialect=dialect) from exc
 
-    def _values(self, row: Row) -> tuple[object, ...]:
+    def values(self, row: Row) -> tuple[object, ...]:
         # Rows of one plan were grouped by their exact key order, so values line up.
         return tuple(
             value if process is None else process(value)
             for process, value in zip(self.processors, row.values(), strict=True)
         )
+
+    def numbered_statement(self, count: int) -> bytes:
+        """PostgreSQL: the ``INSERT`` of ``count`` rows with ``$n`` parameters, for libpq."""
+        sql = self._numbered.get(count)
+        if sql is None:
+            width = len(self.keys)
+            rows = (
+                "(" + ", ".join(f"${row * width + column + 1}" for column in range(width)) + ")"
+                for row in range(count)
+            )
+            sql = self._numbered[count] = (self.head + ", ".join(rows)).encode()
+        return sql
 
     def _statement(self, count: int) -> str:
         sql = self._sql.get(count)
