@@ -29,6 +29,10 @@ that commit does not wait for the disk, and costs the loop less than handing the
 thread and being woken by it. A thread of its own checkpoints the WAL (``WalCheckpointer``),
 so that no commit on the request path does.
 
+On PostgreSQL, such a batch is sent by the event loop itself on a non-blocking connection of
+its own, and its waiters are released when the socket says it committed (``PgLoopWriter``,
+in ``pgwriter.py``): no thread hand-over at all.
+
 A failed batch is retried row by row when the failure may come from one row (a constraint, a
 value the column refuses), so one bad row never fails its neighbours; a database that is down
 or locked fails the whole batch at once. Waiters receive a ``GroupCommitError`` naming the
