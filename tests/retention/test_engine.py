@@ -267,3 +267,29 @@ def test_concurrent_runs_purge_once(sample_state: State) -> None:
             )
         ).all()
     assert purged == [50]
+
+
+def test_a_legal_hold_lasts_until_its_last_day_ends_on_the_controllers_clock(
+    sample_state: State, register_path: Path, clock: FrozenClock
+) -> None:
+    """The hold's last day is the controller's (here Europe/Paris), not UTC's: at 23:59 in
+    Paris on that day (22:59 UTC) it still holds; at midnight in Paris the next day begins
+    there (23:00 UTC, still the same day in UTC) and the purge runs."""
+    register = register_with_sample(register_path, hold_until="2026-02-01")
+    rights = register.rights.model_copy(update={"time_zone": "Europe/Paris"})
+    sample_state.register = register.model_copy(update={"rights": rights})
+    seed_rows(sample_state, [100])
+    clock.moment = dt.datetime(2026, 2, 1, 22, 59, tzinfo=dt.UTC)
+    args = (sample_state.sessions, sample_state.register, sample_state.stores, clock)
+    result = next(r for r in run_retention(*args) if r.activity == "sample_activity")
+    assert result.outcome is Outcome.held
+    with sample_state.sessions() as session:
+        status = next(
+            s
+            for s in retention_status(session, sample_state.register, sample_state.stores, clock)
+            if s.activity == "sample_activity"
+        )
+    assert status.state is Status.held
+    clock.moment = dt.datetime(2026, 2, 1, 23, 0, tzinfo=dt.UTC)  # 2 February, 00:00 in Paris
+    result = next(r for r in run_retention(*args) if r.activity == "sample_activity")
+    assert result.outcome is Outcome.purged and result.rows == 1

@@ -371,10 +371,7 @@ def test_requests_never_confirmed_are_closed_and_their_identifiers_erased(
 # -- a request by post ------------------------------------------------------------------------
 
 
-def test_a_request_by_post_gets_a_printable_letter(
-    client: TestClient, state: State, clock: FrozenClock
-) -> None:
-    reference = opened(state, channel="post")
+def refused(state: State, reference: str, clock: FrozenClock) -> None:
     with unit_of_work(state.sessions) as session:
         notify.outcome(
             session,
@@ -384,6 +381,13 @@ def test_a_request_by_post_gets_a_printable_letter(
             register=state.register,
             now=clock.now(),
         )
+
+
+def test_a_request_by_post_gets_a_printable_letter(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    reference = opened(state, channel="post")
+    refused(state, reference, clock)
     assert send(state, clock) == []  # nothing by e-mail: the answer goes by post
     with state.sessions() as session:
         notice = session.scalars(select(RightsNotice)).one()
@@ -413,3 +417,28 @@ def test_a_decision_must_be_accepted_or_rejected(
     assert refused.status_code in (400, 422)
     with state.sessions() as session:
         assert session.scalar(select(func.count()).select_from(RightsDocument)) == 0
+
+
+def test_a_letter_is_dated_on_the_controllers_clock(
+    client: TestClient, state: State, clock: FrozenClock
+) -> None:
+    """A letter written at midnight in Paris (23:00 UTC the day before) bears the Paris date,
+    and one a minute earlier the day before."""
+    rights = state.register.rights.model_copy(update={"time_zone": "Europe/Paris"})
+    state.register = state.register.model_copy(update={"rights": rights})
+    clock.moment = dt.datetime(2026, 1, 15, 22, 59, tzinfo=dt.UTC)
+    reference = opened(state, channel="post")
+    dates = []
+    agent = agent_of(client, state, clock)
+    for _ in range(2):
+        refused(state, reference, clock)
+        with state.sessions() as session:
+            notice = session.scalars(select(RightsNotice).order_by(RightsNotice.id.desc())).first()
+            assert notice is not None
+        letter = agent.client.get(f"/admin/rights/{reference}/letters/{notice.id}")
+        assert letter.status_code == 200
+        found = re.search(r'<p class="date">([0-9-]+)</p>', letter.text)
+        assert found
+        dates.append(found.group(1))
+        clock.advance(dt.timedelta(minutes=1))  # 23:00 UTC: 16 January, 00:00 in Paris
+    assert dates == ["2026-01-15", "2026-01-16"]

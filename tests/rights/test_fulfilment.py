@@ -18,7 +18,7 @@ from gardien.consent.records import verify_chain as verify_consent_chain
 from gardien.consent.store import ConsentProvider
 from gardien.deps import State
 from gardien.models import metadata
-from gardien.register.schema import LegalHold
+from gardien.register.schema import LegalHold, Register
 from gardien.rights.models import RightsCase
 from gardien.rights.service import Desk, erase, export_package, open_case, subject_of, timeline
 from gardien.runtime import domain_providers
@@ -282,38 +282,55 @@ def test_a_failing_store_leaves_the_case_open_with_the_failure_in_its_timeline(
         assert ConnectionLogProvider().find(session, seeded.subject).total == 2
 
 
-def test_a_legal_hold_in_the_register_keeps_the_records_and_says_why(seeded: Seeded) -> None:
-    state = seeded.state
+def _held(state: State, expires: dt.date, time_zone: str | None = None) -> Register:
+    """The register with a legal hold on the contact forms until ``expires``."""
+    hold = LegalHold(reason="litigation 2026/17", owner="dpo@cegedim-rx.ro", expires=expires)
     activities = [
-        activity.model_copy(
-            update={
-                "legal_holds": [
-                    LegalHold(
-                        reason="litigation 2026/17",
-                        owner="dpo@cegedim-rx.ro",
-                        expires=dt.date(2027, 1, 1),
-                    )
-                ]
-            }
-        )
-        if activity.id == "contact_forms"
-        else activity
-        for activity in state.register.activities
+        a.model_copy(update={"legal_holds": [hold]}) if a.id == "contact_forms" else a
+        for a in state.register.activities
     ]
-    register = state.register.model_copy(update={"activities": activities})
-    case_id = opened(state, seeded.subject, ["erasure"])
-    with unit_of_work(state.sessions) as session:
+    rights = state.register.rights
+    if time_zone is not None:
+        rights = rights.model_copy(update={"time_zone": time_zone})
+    return state.register.model_copy(update={"activities": activities, "rights": rights})
+
+
+def _erased(
+    seeded: Seeded, register: Register, now: dt.datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A new erasure case for the seeded person, erased at ``now``: the receipt and its
+    contact forms' entry."""
+    case_id = opened(seeded.state, seeded.subject, ["erasure"])
+    with unit_of_work(seeded.state.sessions) as session:
         case = session.get_one(RightsCase, case_id)
         receipt = erase(
             session,
-            Desk(register, state.providers),
+            Desk(register, seeded.state.providers),
             case,
             subject_of(case),
-            now=state.clock.now(),
+            now=now,
             actor=DPO,
         )
-    forms = next(s for s in receipt["stores"] if s["store"] == "contact_forms")
+    return receipt, next(s for s in receipt["stores"] if s["store"] == "contact_forms")
+
+
+def test_a_legal_hold_in_the_register_keeps_the_records_and_says_why(seeded: Seeded) -> None:
+    register = _held(seeded.state, dt.date(2027, 1, 1))
+    receipt, forms = _erased(seeded, register, seeded.state.clock.now())
     assert (forms["matched"], forms["erased"], forms["kept"]) == (1, 0, 1)
     assert "litigation 2026/17" in forms["kept_reason"] and "17(3)(e)" in forms["kept_reason"]
     assert receipt["requery"]["contact_forms"] == 1 and receipt["nothing_left"] is True
     assert receipt["requery"]["audience_measurement"] == 0  # the rest is still erased
+
+
+def test_a_legal_hold_lasts_until_its_last_day_ends_on_the_controllers_clock(
+    seeded: Seeded,
+) -> None:
+    """An erasure at 23:59 in Paris on the hold's last day (22:59 UTC) keeps the records; one
+    at midnight in Paris (23:00 UTC, still that day in UTC) erases them."""
+    register = _held(seeded.state, dt.date(2026, 12, 1), "Europe/Paris")
+    _, last_minute = _erased(seeded, register, dt.datetime(2026, 12, 1, 22, 59, tzinfo=dt.UTC))
+    assert (last_minute["erased"], last_minute["kept"]) == (0, 1)
+    assert "legal hold until 2026-12-01" in last_minute["kept_reason"]
+    _, midnight = _erased(seeded, register, dt.datetime(2026, 12, 1, 23, 0, tzinfo=dt.UTC))
+    assert (midnight["erased"], midnight["kept"], midnight["kept_reason"]) == (1, 0, None)

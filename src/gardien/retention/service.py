@@ -22,6 +22,7 @@ from gardien.register.durations import parse_period
 from gardien.register.schema import Activity, LegalHold, Register
 from gardien.retention.models import PurgeReceipt
 from gardien.retention.stores import StoreRegistry, Sweep
+from gardien.rights.deadlines import local_day
 from gardien.security import audit
 from gardien.storage.clock import Clock
 from gardien.storage.database import unit_of_work
@@ -55,7 +56,10 @@ Progress = Callable[[str, int], None]
 """Called with (activity id, rows so far) after each chunk, for progress bars."""
 
 
-def active_hold(activity: Activity, today: dt.date) -> LegalHold | None:
+def active_hold(activity: Activity, now: dt.datetime, time_zone: str) -> LegalHold | None:
+    """The activity's legal hold in force at ``now``: one expiring today, on the controller's
+    clock (the register's ``rights.time_zone``), still holds until that day ends there."""
+    today = local_day(now, time_zone)
     return next((h for h in activity.legal_holds if h.expires >= today), None)
 
 
@@ -75,6 +79,7 @@ def _purge_activity(
     activity: Activity,
     stores: StoreRegistry,
     now: dt.datetime,
+    time_zone: str,
     dry_run: bool,
     chunk_size: int,
     progress: Progress | None,
@@ -95,7 +100,7 @@ def _purge_activity(
     if store is None or reason:
         outcome = Outcome.not_implemented if store is None else Outcome.unsupported
         return result(outcome, note=reason)
-    hold = active_hold(activity, now.date())
+    hold = active_hold(activity, now, time_zone)
     if hold is not None:
         return result(
             Outcome.held, note=f"legal hold until {hold.expires}: {hold.reason} ({hold.owner})"
@@ -135,7 +140,14 @@ def run_retention(
         for activity in register.activities:
             started_at = clock.now()
             outcome = _purge_activity(
-                sessions, activity, stores, started_at, dry_run, chunk_size, progress
+                sessions,
+                activity,
+                stores,
+                started_at,
+                register.rights.time_zone,
+                dry_run,
+                chunk_size,
+                progress,
             )
             results.append(outcome)
             if dry_run:
@@ -302,7 +314,7 @@ def retention_status(
             state = State.not_implemented
         else:
             oldest = store.oldest(session, activity.retention.trigger)
-            hold = active_hold(activity, now.date())
+            hold = active_hold(activity, now, register.rights.time_zone)
             note = hold.reason if hold else None
             if oldest is None:
                 state = State.empty

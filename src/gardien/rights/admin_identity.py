@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from gardien.deps import AppState, DbSession
 from gardien.errors import N_, NotFound
 from gardien.rights import documents, notify
+from gardien.rights.deadlines import local_day
 from gardien.rights.exchange import RightsNotice
 from gardien.rights.models import RightsCase
 from gardien.security.audit import record
@@ -152,7 +153,7 @@ def letter(
         "from in the box.</p>"
         f'<div class="sender">{e(sender)}</div>'
         '<div class="recipient" aria-label="recipient"></div>'
-        f'<p class="date">{e(notice.created_at.date().isoformat())}</p>'
+        f'<p class="date">{e(local_day(notice.created_at, register.rights.time_zone).isoformat())}</p>'
         f"<h1>{e(notify.subject_line(facts, register))}</h1>{body}</body></html>"
     )
     record(

@@ -574,9 +574,12 @@ TOMBSTONE = (
 )
 
 
-def _hold(activity: Activity | None, today: dt.date) -> str | None:
+def _hold(activity: Activity | None, now: dt.datetime, time_zone: str) -> str | None:
+    """Why the activity's data are kept despite the erasure: a legal hold still in force on
+    the controller's clock (one expiring today holds until that day ends there)."""
     if activity is None:
         return None
+    today = local_day(now, time_zone)
     for hold in activity.legal_holds:
         if hold.expires >= today:
             return (
@@ -615,7 +618,7 @@ def erase(
         try:
             with session.begin_nested():
                 before = provider.find(session, subject)
-                hold = _hold(activities.get(provider.name), now.date())
+                hold = _hold(activities.get(provider.name), now, desk.register.rights.time_zone)
                 if hold is not None:
                     outcome = ErasureOutcome(
                         provider.name, erased=0, kept=before.total, kept_reason=hold
