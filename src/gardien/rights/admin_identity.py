@@ -139,6 +139,7 @@ def letter(
     operator = register.operator
     address = operator.addresses[0]
     e = html.escape
+    dated = local_day(notice.created_at, register.rights.time_zone)  # the controller's day
     sender = "\n".join(
         [operator.legal_name, address.street, f"{address.postcode} {address.city}", address.country]
     )
@@ -153,7 +154,7 @@ def letter(
         "from in the box.</p>"
         f'<div class="sender">{e(sender)}</div>'
         '<div class="recipient" aria-label="recipient"></div>'
-        f'<p class="date">{e(local_day(notice.created_at, register.rights.time_zone).isoformat())}</p>'
+        f'<p class="date">{e(dated.isoformat())}</p>'
         f"<h1>{e(notify.subject_line(facts, register))}</h1>{body}</body></html>"
     )
     record(
