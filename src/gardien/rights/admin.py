@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -28,6 +27,7 @@ from gardien.errors import N_, BadRequest, Conflict, NotFound, localise
 from gardien.rights import casework, documents, notify, repository
 from gardien.rights.answers import KINDS
 from gardien.rights.models import RightsAttachment, RightsCase
+from gardien.rights.phones import e164
 from gardien.rights.portal import offered, rights_of
 from gardien.rights.service import (
     CHANNELS,
@@ -211,13 +211,10 @@ def _email(value: str) -> str | None:
 def _phone(state: AppState, value: str) -> str | None:
     if not value.strip():
         return None
-    try:
-        number = phonenumbers.parse(value, state.register.operator.addresses[0].country)
-    except phonenumbers.NumberParseException:
-        number = None
-    if number is None or not phonenumbers.is_valid_number(number):
+    number = e164(value, state.register.operator.addresses[0].country)
+    if number is None:
         raise BadRequest(N_("the phone number is not valid (give its country code)"))
-    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return number
 
 
 MAX_IP_PERIOD_DAYS = 366

@@ -27,6 +27,7 @@ from gardien.errors import N_, BadRequest, Conflict, NotFound
 from gardien.rights import postmortem, recipients
 from gardien.rights.amendments import DIRECTIVE_EMAIL_INDEX, DIRECTIVE_PHONE_INDEX, RightsDirective
 from gardien.rights.models import RightsCase
+from gardien.rights.phones import e164
 from gardien.rights.postmortem import ALL, DirectiveRefused, Requester
 from gardien.rights.provider import directives_of
 from gardien.rights.service import AccessPackage, Desk, add_event, export_package, timeline
@@ -310,7 +311,7 @@ def execute(
     communicated: dict[str, int] = {}
     if plan.communicate:
         designee = directive.designee_contact if directive is not None else None
-        if not _is_designee(case, designee):
+        if not _is_designee(case, designee, desk.register.operator.addresses[0].country):
             raise BadRequest(
                 N_(
                     "the data can only be communicated to the contact the directive designates: "
@@ -377,13 +378,16 @@ def execute(
     return Executed(erased, communicated, plan, package)
 
 
-def _is_designee(case: RightsCase, contact: str | None) -> bool:
+def _is_designee(case: RightsCase, contact: str | None, region: str) -> bool:
     """Whether the request ``case`` comes from the designated person's contact (the e-mail
-    address or phone number the directive names)."""
+    address or phone number the directive names). Phone numbers are compared in E.164, a
+    number the person wrote in national form read in the operator's country ``region``."""
     if not contact:
         return False
     contact = contact.strip()
     if case.email and case.email.strip().casefold() == contact.casefold():
         return True
-    digits = "".join(c for c in contact if c.isdigit() or c == "+")
-    return bool(case.phone) and case.phone == digits
+    if not case.phone or "@" in contact:
+        return False
+    designated = e164(contact, region)
+    return designated is not None and designated == e164(case.phone, region)

@@ -30,7 +30,6 @@ from email.utils import format_datetime, make_msgid
 from enum import StrEnum
 from urllib.parse import urlencode
 
-import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -41,6 +40,7 @@ from gardien.forms.models import OutboxMessage
 from gardien.i18n import translator
 from gardien.register.schema import Register
 from gardien.rights.models import EMAIL_INDEX, PHONE_INDEX, RightsCase, RightsVerification
+from gardien.rights.phones import e164
 from gardien.rights.provider import ACTIVITY
 from gardien.rights.service import RIGHTS, Desk, add_event, open_case
 from gardien.rights.sms import SMS_CODE
@@ -162,15 +162,11 @@ def check(register: Register, raw: Mapping[str, object], language: str) -> Intak
             problems.append(Problem("email", "email"))
     phone = _text(raw, "phone", problems, required=False)
     if phone is not None:
-        region = register.operator.addresses[0].country
-        try:
-            number = phonenumbers.parse(phone, region)
-        except phonenumbers.NumberParseException:
-            number = None
-        if number is None or not phonenumbers.is_valid_number(number):
+        number = e164(phone, register.operator.addresses[0].country)
+        if number is None:
             problems.append(Problem("phone", "phone"))
         else:
-            phone = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            phone = number
     if email is None and phone is None and not {"email", "phone"} & {p.field for p in problems}:
         problems.append(Problem("email", "contact"))
     consent_id = _text(raw, "consent_id", problems, required=False)
