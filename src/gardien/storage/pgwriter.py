@@ -89,6 +89,8 @@ class _Lane:
         self.waiting: list[_Batch] = []
         self.waiting_plan: _InsertPlan | None = None
         self.waiting_rows = 0
+        self.statuses: list[int] = []
+        """The results of the statement in flight read so far."""
         self.idle = threading.Event()
         self.idle.set()
         self.closed = False
@@ -164,22 +166,29 @@ class _Lane:
             self._failed(exc)
 
     def _readable(self) -> None:
+        """The socket has data: read it, and once the statement's results are all in (libpq
+        returns no more), settle the batch in flight. Never blocks: ``get_result`` is called
+        only while libpq says it would not wait."""
         pgconn = self.pgconn
         if pgconn is None:
             return
+        statuses = self.statuses
         try:
             pgconn.consume_input()
-            if pgconn.is_busy():
-                return
-            statuses = []
-            while (result := pgconn.get_result()) is not None:
+            while not pgconn.is_busy():
+                result = pgconn.get_result()
+                if result is None:
+                    break
                 statuses.append(result.status)
                 result.clear()
+            else:
+                return  # the rest is still on its way
         except Exception as exc:  # noqa: BLE001 - a broken connection
             self._failed(exc)
             return
-        if not self.in_flight:
+        if not self.in_flight or not statuses:
             return  # a notice or a parameter change between statements
+        self.statuses = []
         if statuses == [_COMMAND_OK]:
             self._committed()
         else:
@@ -209,6 +218,7 @@ class _Lane:
             self.idle.set()
 
     def _failed(self, exc: BaseException | None) -> None:
+        self.statuses = []
         if exc is not None:
             self._broken(exc)
         with self.lock:
