@@ -345,15 +345,57 @@ def test_directives_need_their_own_consent_are_revocable_at_once_and_applied_aft
     assert "directive_applied" in events(state, designee_case)
 
 
-def _apply(agent: SignedIn, case: str, deceased: str) -> Response:
-    """The agent records the death certificate and applies the deceased's directive at the
-    designated person's request ``case``."""
+def _with_directive(
+    person: TestClient, seeded: Seeded, clock: FrozenClock, designee: str, **extra: str
+) -> str:
+    """A verified post-mortem request whose person records a directive (erase all, unless
+    ``extra`` says otherwise) designating Ioana Popescu at ``designee``; its reference."""
+    reference, status = _verified_case(person, seeded, clock, ["post_mortem"])
+    recorded = person.post(
+        f"/rights/directive/{reference}",
+        data={
+            "token": _token(status),
+            "action": "record",
+            "instruction.all": "erase",
+            "designee_name": "Ioana Popescu",
+            "designee_contact": designee,
+            "directive_consent": "yes",
+            **extra,
+        },
+    )
+    assert recorded.status_code == 200, recorded.text
+    return reference
+
+
+def _death(agent: SignedIn, case: str, deceased: str, requester: str = "designee") -> Response:
+    """The agent records the death certificate at the request ``case``: the deceased's data
+    are frozen."""
     return agent.client.post(
-        f"/admin/rights/{case}/directive",
-        data={"csrf": agent.csrf, "deceased_case": deceased, "requester": "designee"},
+        f"/admin/rights/{case}/death",
+        data={"csrf": agent.csrf, "deceased_case": deceased, "requester": requester},
         files={"certificate": ("death.pdf", b"%PDF-1.4 death certificate", "application/pdf")},
         follow_redirects=False,
     )
+
+
+def _execute(
+    agent: SignedIn, case: str, deceased: str, requester: str = "designee", **data: str
+) -> Response:
+    """The agent applies the deceased's directive (or the heirs' rights) at ``case``."""
+    return agent.client.post(
+        f"/admin/rights/{case}/directive",
+        data={"csrf": agent.csrf, "deceased_case": deceased, "requester": requester, **data},
+        follow_redirects=False,
+    )
+
+
+def _apply(agent: SignedIn, case: str, deceased: str) -> Response:
+    """The agent records the death certificate, then applies the deceased's directive at the
+    designated person's request ``case``."""
+    recorded = _death(agent, case, deceased)
+    if recorded.status_code != 303:
+        return recorded
+    return _execute(agent, case, deceased)
 
 
 def _agent_case(
@@ -436,25 +478,25 @@ def test_heirs_without_a_directive_only_get_what_the_law_allows(
     agent = signed_in(client, state, clock, "agent@example.org", "agent")
     deceased = _agent_case(agent, state, clock, email=EMAIL)
     heir = _agent_case(agent, state, clock)
-    certificate = {"certificate": ("death.pdf", b"%PDF-1.4 death certificate", "application/pdf")}
 
     def ask(**data: str) -> int:
-        form = {"csrf": agent.csrf, "deceased_case": deceased, "requester": "heir", **data}
-        return agent.client.post(
-            f"/admin/rights/{heir}/directive",
-            data=form,
-            files=certificate,
-            follow_redirects=False,
-        ).status_code
+        return _execute(agent, heir, deceased, **{"requester": "heir", **data}).status_code
 
+    assert ask(asked="close_account") == 400  # not before the death is recorded
+    assert _death(agent, heir, deceased, "cousin").status_code == 400
+    assert _death(agent, heir, deceased, "designee").status_code == 400  # no directive
+    assert "death_recorded" not in events(state, heir)  # nothing half-written
+    assert _death(agent, heir, deceased, "heir").status_code == 303
+    assert _death(agent, heir, deceased, "heir").status_code == 409  # recorded once
     assert ask(asked="access") == 400  # beyond close / object / update / estate information
     assert ask(asked="erasure") == 400
     assert ask(requester="cousin") == 400
     assert ask(requester="designee") == 400  # no directive designates anyone
-    assert "death_recorded" not in events(state, heir)  # nothing half-written
+    assert "directive_applied" not in events(state, heir)  # nothing half-written
     assert ask(asked="close_account,object") == 303
     kinds = events(state, heir)
-    assert "death_recorded" in kinds and "directive_applied" in kinds
+    assert kinds.index("death_recorded") < kinds.index("frozen") < kinds.index("directive_applied")
+    assert "freeze_lifted" in kinds
     assert _by_email(seeded, EMAIL) == 1  # nothing erased on the heirs' limited rights
     with state.sessions() as session:
         assert session.scalar(select(func.count()).select_from(RightsDirective)) == 0
@@ -468,33 +510,24 @@ def test_a_directive_to_communicate_sends_a_one_time_link_to_the_designee_and_er
     download traced; nothing is handed to the agent."""
     state = seeded.state
     person = new_client(client)
-    reference, status = _verified_case(person, seeded, clock, ["post_mortem"])
-    recorded = person.post(
-        f"/rights/directive/{reference}",
-        data={
-            "token": _token(status),
-            "action": "record",
-            "instruction.all": "erase",
-            "instruction.contact_forms": "communicate",
-            "designee_name": "Ioana Popescu",
-            "designee_contact": "Ioana@example.org",
-            "directive_consent": "yes",
-        },
+    reference = _with_directive(
+        person, seeded, clock, "Ioana@example.org", **{"instruction.contact_forms": "communicate"}
     )
-    assert recorded.status_code == 200
     _sent(seeded, clock)  # the person's own notices
     agent = signed_in(client, state, clock, "agent@example.org", "agent")
-    certificate = {"certificate": ("death.pdf", b"%PDF-1.4 certificate", "application/pdf")}
     # a request recorded under another contact than the designated one gets nothing
     by_email = {"channel": "email", "language": "en"}
     stranger_case = _agent_case(agent, state, clock, email="not.ioana@example.org", **by_email)
-    refused = agent.client.post(
-        f"/admin/rights/{stranger_case}/directive",
-        data={"csrf": agent.csrf, "deceased_case": reference, "requester": "designee"},
-        files=certificate,
+    assert _death(agent, stranger_case, reference).status_code == 303
+    refused = _execute(agent, stranger_case, reference)
+    assert refused.status_code == 400 and "designates" in refused.text
+    closed = agent.client.post(  # the stranger's request is closed: the freeze ends with it
+        f"/admin/rights/{stranger_case}/close",
+        data={"csrf": agent.csrf, "outcome": "withdrawn"},
         follow_redirects=False,
     )
-    assert refused.status_code == 400 and "designates" in refused.text
+    assert closed.status_code in (200, 303), closed.text
+    assert "freeze_lifted" in events(state, stranger_case)
     designee_case = _agent_case(agent, state, clock, **by_email)
     handed = _apply(agent, designee_case, reference)
     assert handed.status_code == 303, handed.text  # no file for the agent
@@ -522,8 +555,8 @@ def test_a_directive_to_communicate_sends_a_one_time_link_to_the_designee_and_er
     kinds = events(state, designee_case)
     assert {"link_created", "downloaded", "directive_applied"} <= set(kinds)
     # applied once: a second request finds a tombstone
-    again = _apply(agent, designee_case, reference)
-    assert again.status_code == 409
+    assert _execute(agent, designee_case, reference).status_code == 409
+    assert _death(agent, designee_case, reference).status_code == 409
 
 
 def test_an_agent_withdraws_consent_for_a_request_by_post_once_it_is_verified(

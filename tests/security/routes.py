@@ -81,6 +81,7 @@ ACCESS: dict[tuple[str, str], Permission | str] = {
     ("POST", "/admin/rights/{reference}/identity/decision"): P.handle_rights,
     ("GET", "/admin/rights/{reference}/rectification"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/rectification"): P.handle_rights,
+    ("POST", "/admin/rights/{reference}/death"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/directive"): P.handle_rights,
     ("POST", "/admin/rights/{reference}/withdraw-consent"): P.handle_rights,
     ("GET", "/admin/rights/{reference}/letters/{notice_id}"): P.handle_rights,

@@ -3,7 +3,8 @@ page of a verified request (its token is the key): ``/rights/rectify/{reference}
 corrections) and ``/rights/directive/{reference}`` (record or revoke post-mortem directives,
 with the directive's own consent); and the admin's ``/admin/rights/{reference}/rectification``
 (the proposal shown decrypted, the view traced; approve or refuse with reasons) and
-``/admin/rights/{reference}/directive`` (record the death certificate, apply the directive).
+``/admin/rights/{reference}/death`` (record the death certificate, which freezes the deceased's
+data) and ``/admin/rights/{reference}/directive`` (apply the directive, which lifts it).
 
 Withdrawal of consent needs no page: it is carried out when the request is verified
 (``withdrawal.on_verified``).
@@ -407,9 +408,56 @@ def _directive_for(db: Session, deceased: RightsCase) -> RightsDirective | None:
     ).first()
 
 
+def _requester(value: str) -> Requester:
+    try:
+        return Requester(value)
+    except ValueError:
+        raise BadRequest(N_("the requester is the designated person or an heir")) from None
+
+
+@router.post(
+    "/admin/rights/{reference}/death",
+    summary="Record the death certificate (its hash) and freeze the deceased's data",
+)
+def death_record(
+    state: AppState,
+    db: DbSession,
+    context: Handler,
+    reference: str,
+    csrf: Csrf,
+    deceased_case: Annotated[str, Form(max_length=24)],
+    requester: Annotated[str, Form(max_length=10)],
+    certificate: Annotated[UploadFile, File()],
+) -> Response:
+    """Receive the notice, verify the certificate, freeze (legal-requirements §2.9.6): the
+    deceased's identifiers stay restricted until the directive is applied (``/directive``)
+    or this case is closed."""
+    check_csrf(context, csrf)
+    content = certificate.file.read(MAX_CERTIFICATE + 1)
+    if len(content) > MAX_CERTIFICATE:
+        raise BadRequest(
+            N_("the document is larger than %(size)s KB"), size=MAX_CERTIFICATE // 1024
+        )
+    case = _admin_case(db, reference)
+    deceased = _admin_case(db, deceased_case)
+    directives.notice_of_death(
+        db,
+        _desk(state),
+        _directive_for(db, deceased),
+        case,
+        content,
+        deceased=subject_of(deceased),
+        requester=_requester(requester),
+        now=state.clock.now(),
+        actor=context.actor,
+    )
+    return RedirectResponse(f"/admin/rights/{case.reference}", status_code=303)
+
+
 @router.post(
     "/admin/rights/{reference}/directive",
-    summary="Record the death certificate (its hash) and apply the deceased's directive",
+    summary="Apply the deceased's directive (or the heirs' limited rights) once the death is "
+    "recorded; lifts the freeze",
 )
 def directive_apply(
     state: AppState,
@@ -419,27 +467,14 @@ def directive_apply(
     csrf: Csrf,
     deceased_case: Annotated[str, Form(max_length=24)],
     requester: Annotated[str, Form(max_length=10)],
-    certificate: Annotated[UploadFile, File()],
     asked: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     check_csrf(context, csrf)
-    content = certificate.file.read(MAX_CERTIFICATE + 1)
-    if len(content) > MAX_CERTIFICATE:
-        raise BadRequest(
-            N_("the document is larger than %(size)s KB"), size=MAX_CERTIFICATE // 1024
-        )
     case = _admin_case(db, reference)
     deceased = _admin_case(db, deceased_case)
     row = _directive_for(db, deceased)
     now = state.clock.now()
-    try:
-        who = Requester(requester)
-    except ValueError:
-        raise BadRequest(N_("the requester is the designated person or an heir")) from None
-    if row is not None:
-        directives.record_death(db, row, content, now=now, actor=context.actor)
-    else:
-        directives.record_death_in_case(db, case, content, now=now, actor=context.actor)
+    who = _requester(requester)
     done = directives.execute(
         db,
         _desk(state),

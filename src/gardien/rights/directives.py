@@ -30,9 +30,18 @@ from gardien.rights.models import RightsCase
 from gardien.rights.phones import e164
 from gardien.rights.postmortem import ALL, DirectiveRefused, Requester
 from gardien.rights.provider import directives_of
-from gardien.rights.service import AccessPackage, Desk, add_event, export_package, timeline
+from gardien.rights.service import (
+    AccessPackage,
+    Desk,
+    add_event,
+    export_package,
+    lift_freeze,
+    refuse_if_frozen,
+    timeline,
+)
 from gardien.security.audit import Actor, record
 from gardien.security.crypto import blind_index
+from gardien.storage import restriction as restrictions
 from gardien.storage.subjects import ProviderRegistry, SubjectIdentity
 
 RIGHT = "post_mortem"
@@ -272,6 +281,83 @@ def case_has_death(session: Session, case: RightsCase) -> bool:
     return any(e.kind == DEATH_EVENT for e in timeline(session, case))
 
 
+FROZEN_EVENT = "frozen"
+
+
+def _deceased(row: RightsDirective | None, deceased: SubjectIdentity) -> SubjectIdentity:
+    """Whose data a directive (else the deceased's own request) is about."""
+    if row is not None and (row.email or row.phone):
+        return SubjectIdentity(email=row.email, phone=row.phone)
+    return deceased
+
+
+def notice_of_death(
+    session: Session,
+    desk: Desk,
+    row: RightsDirective | None,
+    case: RightsCase,
+    certificate: bytes,
+    *,
+    deceased: SubjectIdentity,
+    requester: Requester,
+    now: dt.datetime,
+    actor: Actor,
+) -> str:
+    """The first steps of legal-requirements §2.9.6 at the request ``case`` of the designated
+    person or an heir: the agent saw the death certificate (its SHA-256 is kept, in the
+    directive ``row`` if there is one and in the case), and the deceased's identifiers are
+    frozen: a ``deceased`` restriction held by ``case``, honoured by every domain like any
+    restriction, and refusing any other request on them (``service.refuse_if_frozen``) until
+    ``execute`` (or closing ``case``) lifts it. Refused, with nothing written, when the case is
+    closed, the death is already recorded, or the requester may not ask (a designee with no
+    directive naming one, an heir when the directive names a designee). Flushes."""
+    if case.status != "open":
+        raise Conflict(N_("this case is closed"))
+    if case_has_death(session, case):
+        raise Conflict(N_("the death is already recorded"))
+    if row is not None and row.executed_at is not None:
+        raise Conflict(N_("this directive was already applied"))
+    directive = directive_of(row) if row is not None else None
+    try:  # who may ask is settled now, before anything is frozen
+        postmortem.plan(
+            directive,
+            requester=requester,
+            death_proven=True,
+            categories=tuple(categories(desk)),
+            at=now,
+        )
+    except DirectiveRefused as refused:
+        raise BadRequest(str(refused)) from None
+    if not certificate:
+        raise BadRequest(N_("the death certificate is empty"))
+    if row is not None and directive is not None and row.death_recorded_at is None:
+        record_death(session, row, certificate, now=now, actor=actor)  # the first notice
+    digest = record_death_in_case(session, case, certificate, now=now, actor=actor)
+    subject = _deceased(row, deceased)
+    frozen = sum(  # the directive's identifiers and those of the deceased's own request
+        restrictions.add(session, case.id, who, restrictions.DECEASED, None, now)
+        for who in (subject, deceased)
+    )
+    add_event(
+        session,
+        case,
+        now,
+        actor,
+        FROZEN_EVENT,
+        f"{frozen} identifier(s) of the deceased frozen until the directive is executed "
+        "or the case closed",
+    )
+    record(
+        session,
+        actor,
+        "rights.deceased_frozen",
+        now,
+        target_type="rights_case",
+        target_id=case.reference,
+    )
+    return digest
+
+
 def execute(
     session: Session,
     desk: Desk,
@@ -290,7 +376,9 @@ def execute(
     directive = directive_of(row) if row is not None else None
     if row is not None and row.executed_at is not None:
         raise Conflict(N_("this directive was already applied"))
-    proven = row.death_recorded_at is not None if row is not None else case_has_death(session, case)
+    proven = (row is not None and row.death_recorded_at is not None) or case_has_death(
+        session, case
+    )
     try:
         plan = postmortem.plan(
             directive,
@@ -302,11 +390,9 @@ def execute(
         )
     except DirectiveRefused as refused:
         raise BadRequest(str(refused)) from None
-    subject = (
-        SubjectIdentity(email=row.email, phone=row.phone)
-        if row is not None and (row.email or row.phone)
-        else deceased
-    )
+    subject = _deceased(row, deceased)
+    # Frozen after a death notified in another request: the execution belongs to that one.
+    refuse_if_frozen(session, case, subject)
     package: AccessPackage | None = None
     communicated: dict[str, int] = {}
     if plan.communicate:
@@ -359,6 +445,8 @@ def execute(
         activities=[name for name, count in erased.items() if count],
         subject=subject,
     )
+    # Settled: the freeze the death notice placed through this case ends with it.
+    lift_freeze(session, case, now, actor, "directive executed")
     if row is not None and directive is not None:
         # Only a tombstone is left: dates, the certificate's hash, what was done.
         row.executed_at = now

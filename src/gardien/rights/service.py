@@ -28,12 +28,14 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from gardien.backup import journal
+from gardien.errors import N_, Conflict
 from gardien.register.schema import ARTICLE_6, Activity, LegalBasis, Register, Text
 from gardien.rights.deadlines import due_date, local_day
 from gardien.rights.models import RightsCase, RightsEvent
 from gardien.rights.provider import normalised_consent_id
 from gardien.security.audit import Actor, record
 from gardien.security.crypto import BlindIndex, blind_index
+from gardien.storage import restriction as restrictions
 from gardien.storage.subjects import (
     ErasureOutcome,
     FoundRecords,
@@ -208,12 +210,49 @@ def timeline(session: Session, case: RightsCase) -> list[RightsEvent]:
     )
 
 
+FREEZE_LIFTED = "freeze_lifted"
+"""The timeline event of the end of a deceased person's freeze (``restrictions.DECEASED``)."""
+
+
+def lift_freeze(
+    session: Session, case: RightsCase, now: dt.datetime, actor: Actor, why: str
+) -> int:
+    """Lift the freeze ``case`` placed on a deceased person's identifiers, once the case is
+    settled (directive executed, or case closed): retention may then purge as usual."""
+    lifted = restrictions.lift(session, case.id, restrictions.DECEASED, now)
+    if lifted:
+        add_event(session, case, now, actor, FREEZE_LIFTED, f"{lifted} identifier(s): {why}")
+    return lifted
+
+
+def refuse_if_frozen(session: Session, case: RightsCase, subject: SubjectIdentity) -> None:
+    """Refuse (409, with the reason) an operation on the identifiers of a person whose death
+    was notified in another case, until that case is settled: only the directive's
+    execution, or the heirs' limited rights, may proceed meanwhile (legal-requirements
+    §2.9.6)."""
+    holders = [
+        held
+        for held in restrictions.frozen_by(session, subject, restrictions.DECEASED)
+        if held != case.id
+    ]
+    if holders:
+        holder = session.get(RightsCase, holders[0])
+        raise Conflict(
+            N_(
+                "the death of this person was notified in case %(reference)s: their data are "
+                "frozen until the post-mortem directive (or the heirs' request) is settled there"
+            ),
+            reference=holder.reference if holder is not None else "?",
+        )
+
+
 def close_case(
     session: Session, case: RightsCase, now: dt.datetime, actor: Actor, outcome: str
 ) -> None:
     case.status = "closed"
     case.closed_at = now
     case.outcome = outcome
+    lift_freeze(session, case, now, actor, "case closed")
     add_event(session, case, now, actor, "closed", f"outcome: {outcome}")
 
 
@@ -356,7 +395,9 @@ def export_package(
     that holds data about the person, and, if portability was asked, ``portability/``.
 
     A provider that fails is named in the timeline; the case then stays open and the package
-    is not complete (``failures``)."""
+    is not complete (``failures``). Refused (409) while the person's data are frozen after a
+    death notified in another case (``refuse_if_frozen``)."""
+    refuse_if_frozen(session, case, subject)
     found: dict[str, FoundRecords] = {}
     exported: dict[str, dict[str, Rows]] = {}
     failures: list[StoreFailure] = []
@@ -603,7 +644,9 @@ def erase(
     store), then re-query every provider. The receipt (store names, counts and reasons, no
     personal value) is stored in the case and returned, and, once complete, sent to the
     person (``notify.outcome``). A failing store leaves the case open with the failure in its
-    timeline; the others are still erased."""
+    timeline; the others are still erased. Refused (409) while the person's data are frozen
+    after a death notified in another case (``refuse_if_frozen``)."""
+    refuse_if_frozen(session, case, subject)
     activities = _activities(desk.register)
     stores: list[dict[str, Any]] = []
     failures: list[StoreFailure] = []

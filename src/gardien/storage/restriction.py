@@ -3,7 +3,8 @@ and the check every processing point consults.
 
 A restriction is keyed by the blind indexes of the identifiers the person gave (e-mail,
 phone, consent id, visitor id, IP address), under a context of its own, never by a clear
-value. It names its ``reason`` (``restriction`` or ``objection``), its scope (``activity``:
+value. It names its ``reason`` (``restriction``, ``objection``, or ``deceased``: the freeze
+between a notified death and the execution of the post-mortem directive), its scope (``activity``:
 ``None`` for every activity, which is what a restriction means; one register activity for an
 upheld objection) and when it was lifted. Domains do not import ``rights``: they ask
 ``is_restricted`` here, and each place that processes personal data beyond storing it
@@ -27,7 +28,10 @@ from gardien.storage.subjects import SubjectIdentity
 KEY_INDEX = "rights_restriction.key_index"
 RESTRICTION = "restriction"
 OBJECTION = "objection"
-REASONS = (RESTRICTION, OBJECTION)
+DECEASED = "deceased"
+"""The freeze of a deceased person's data between the death notice and the execution of
+their post-mortem directive (or of the heirs' limited rights), legal-requirements §2.9.6."""
+REASONS = (RESTRICTION, OBJECTION, DECEASED)
 _NORMALISERS = {
     "email": "email",
     "phone": "text",
@@ -131,6 +135,30 @@ def active(session: Session, case_id: int) -> list[SubjectRestriction]:
             select(SubjectRestriction)
             .where(SubjectRestriction.case_id == case_id, SubjectRestriction.lifted_at.is_(None))
             .order_by(SubjectRestriction.id)
+        )
+    )
+
+
+def frozen_by(session: Session, subject: SubjectIdentity, reason: str) -> list[int]:
+    """The cases holding an active record of ``reason`` on any identifier of ``subject``."""
+    keys = [
+        lookup
+        for kind in KINDS
+        if (value := getattr(subject, kind)) and value.strip()
+        for lookup in blind_lookups(_value(kind, value), KEY_INDEX, _NORMALISERS[kind])
+    ]
+    if not keys:
+        return []
+    return list(
+        session.scalars(
+            select(SubjectRestriction.case_id)
+            .where(
+                SubjectRestriction.key_index.in_(keys),
+                SubjectRestriction.reason == reason,
+                SubjectRestriction.lifted_at.is_(None),
+            )
+            .distinct()
+            .order_by(SubjectRestriction.case_id)
         )
     )
 
