@@ -1,36 +1,62 @@
 """The erasure journal: what a restore must not bring back, kept outside the database.
 
 A backup taken before an erasure still holds the erased person; restoring it would bring them
-back. Every erasure and every restriction (and its lifting) is therefore also appended to a
-file in ``DATA_DIR`` (``erasure-journal.jsonl``, one JSON object per line, fsynced before the
-answer). The file holds blind-index values only (keyed hashes, one per column that indexes the
-identifier and per index key the installation knows), never an identifier in clear or
-encrypted. A restore does not replace it; after loading a snapshot, ``backup.replay`` finds the
-people the entries name in the restored rows (by those indexes) and erases or restricts them
-again. The journal is never truncated by Gardien: it has to outlive the oldest backup, and its
-lines are small.
+back. Every erasure, every restriction (and its lifting) and every withdrawal of consent is
+therefore also appended to a file in ``DATA_DIR`` (``erasure-journal.jsonl``, one JSON object
+per line, fsynced before the answer). The file holds blind-index values only (keyed hashes,
+one per column that indexes the identifier and per index key the installation knows), never an
+identifier in clear or encrypted. A restore does not replace it; after loading a snapshot,
+``backup.replay`` finds the people the entries name in the restored rows (by those indexes)
+and erases, restricts or withdraws again. The journal is never truncated by Gardien: it has
+to outlive the oldest backup, and its lines are small.
+
+Ordering. An entry is written *before* the transaction that acts (an intent, ``pending``): an
+entry written after the commit could be lost by a crash between the two, and the person would
+come back. Once the transaction ends, a mark names the entry's fate: ``done`` after the commit
+(with the stores the erasure left alone: a legal hold, a store that failed), ``aborted`` after
+a rollback. A crash between the two leaves the entry pending; it is then settled by the
+database's own record of the action (the case's timeline and erasure receipt,
+``backup.settle``): by a restore against the database it replaces, before replacing it, and
+at replay against the restored one. Only what no database can settle is replayed on the
+cautious side (see ``backup.replay``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
+
 from gardien.security.crypto import NORMALISERS, BlindIndex, ring
 from gardien.storage.subjects import SubjectIdentity
+
+logger = logging.getLogger(__name__)
 
 FILE_NAME = "erasure-journal.jsonl"
 
 ERASURE = "erasure"
 RESTRICTION = "restriction"
 RESTRICTION_LIFTED = "restriction_lifted"
-KINDS = (ERASURE, RESTRICTION, RESTRICTION_LIFTED)
+WITHDRAWAL = "withdrawal"
+"""Consent withdrawn through the rights portal (Art. 7(3))."""
+KINDS = (ERASURE, RESTRICTION, RESTRICTION_LIFTED, WITHDRAWAL)
+
+PENDING = "pending"
+DONE = "done"
+ABORTED = "aborted"
+MARKS = (DONE, ABORTED)
+VERSION = 2
+"""Entries of version 2 are intents settled by a later mark; older ones (no ``v``) were
+written by a Gardien that had no marks, and are taken as done, as it did."""
 
 IDENTIFIERS = ("email", "phone", "consent_id", "visitor_id", "ip_address")
 
@@ -118,6 +144,16 @@ class JournalEntry:
     restriction_keys: list[tuple[str, str]] | None = None
     """For a restriction: the record's own ``(kind, blind index)`` keys, re-created as they
     were even when the restored data hold nothing else of the person."""
+    block_keys: list[str] | None = None
+    """For a withdrawal: the blind indexes (every index key) of the audience-measurement block
+    of each consent id, re-created even when the restored data hold nothing of the person."""
+    state: str = DONE
+    """``pending``, ``done`` or ``aborted``: from the marks that follow the entry."""
+    skip: tuple[str, ...] = ()
+    """For a done erasure: the stores it left alone (legal hold, failure), left alone again."""
+    settled_by: str | None = None
+    """Who wrote the mark: ``commit`` (the transaction's end) or ``database`` (settled later
+    by the database's record)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -131,6 +167,8 @@ class JournalEntry:
             "reason": self.reason,
             "activity": self.activity,
             "restriction_keys": [list(k) for k in self.restriction_keys or []],
+            "block_keys": self.block_keys or [],
+            "v": VERSION,
         }
 
     @classmethod
@@ -151,6 +189,8 @@ class JournalEntry:
             reason=payload.get("reason"),
             activity=payload.get("activity"),
             restriction_keys=[(str(k), str(v)) for k, v in payload.get("restriction_keys", [])],
+            block_keys=[str(v) for v in payload.get("block_keys") or []],
+            state=PENDING if payload.get("v", 1) >= VERSION else DONE,
         )
 
 
@@ -168,6 +208,10 @@ class ErasureJournal:
         self._lock = threading.Lock()
 
     def entries(self) -> Iterator[JournalEntry]:
+        """The entries in order, each with the state its marks give it (``done`` wins: it is
+        written only after a commit)."""
+        found: list[JournalEntry] = []
+        marks: dict[int, tuple[str, tuple[str, ...], str]] = {}
         try:
             handle = self.path.open("r", encoding="utf-8")
         except FileNotFoundError:
@@ -177,15 +221,52 @@ class ErasureJournal:
                 if not line.endswith("\n"):
                     break  # a line cut by a crash mid-write: never acknowledged
                 try:
-                    yield JournalEntry.from_json(json.loads(line))
+                    payload = json.loads(line)
+                    if "mark" in payload:
+                        of, mark = int(payload["of"]), str(payload["mark"])
+                        if mark in MARKS and marks.get(of, ("",))[0] != DONE:
+                            skip = tuple(str(s) for s in payload.get("skip") or [])
+                            marks[of] = (mark, skip, str(payload.get("by", "commit")))
+                        continue
+                    found.append(JournalEntry.from_json(payload))
                 except (ValueError, KeyError, TypeError) as exc:
                     raise JournalError(f"{self.path}:{number}: not a journal entry") from exc
+        for entry in found:
+            settled = marks.get(entry.seq)
+            if settled is not None and entry.state == PENDING:
+                entry = replace(entry, state=settled[0], skip=settled[1], settled_by=settled[2])
+            yield entry
 
     def last_seq(self) -> int:
         last = 0
         for entry in self.entries():
             last = entry.seq
         return last
+
+    def mark(self, seq: int, state: str, skip: list[str] | None = None, by: str = "commit") -> None:
+        """Settle entry ``seq``: ``done`` (with the stores an erasure left alone) or
+        ``aborted``."""
+        if state not in MARKS:
+            raise ValueError(f"a journal mark must be one of {', '.join(MARKS)}")
+        payload = {"mark": state, "of": seq, "skip": sorted(skip or []), "by": by}
+        self._write(lambda: json.dumps(payload, separators=(",", ":")) + "\n")
+
+    def _write(self, line_of: Callable[[], str]) -> None:
+        """Append one line (built under the lock: it may read the sequence), fsynced."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+                os.write(descriptor, line_of().encode())
+                os.fsync(descriptor)
+            except OSError as exc:
+                raise JournalError(f"{self.path}: cannot append to the erasure journal") from exc
+            finally:
+                os.close(descriptor)
+        _fsync_directory(self.path.parent)
 
     def append(
         self,
@@ -197,40 +278,36 @@ class ErasureJournal:
         reason: str | None = None,
         activity: str | None = None,
     ) -> JournalEntry:
-        import fcntl
-
         from gardien.storage.restriction import keys_of
 
         if kind not in KINDS:
             raise ValueError(f"journal entry kind must be one of {', '.join(KINDS)}")
         indexes = subject_indexes(subject)
         names = [n for n in IDENTIFIERS if getattr(subject, n)]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX)
-                entry = JournalEntry(
-                    self.last_seq() + 1,
-                    at,
-                    kind,
-                    case,
-                    indexes,
-                    names,
-                    subject.period,
-                    reason,
-                    activity,
-                    keys_of(subject) if kind != ERASURE else None,
-                )
-                line = json.dumps(entry.to_json(), separators=(",", ":")) + "\n"
-                os.write(descriptor, line.encode())
-                os.fsync(descriptor)
-            except OSError as exc:
-                raise JournalError(f"{self.path}: cannot append to the erasure journal") from exc
-            finally:
-                os.close(descriptor)
-        _fsync_directory(self.path.parent)
-        return entry
+        restriction_keys = keys_of(subject) if kind in (RESTRICTION, RESTRICTION_LIFTED) else None
+        blocks = withdrawal_block_indexes(subject) if kind == WITHDRAWAL else None
+        written: list[JournalEntry] = []
+
+        def line() -> str:
+            entry = JournalEntry(
+                self.last_seq() + 1,
+                at,
+                kind,
+                case,
+                indexes,
+                names,
+                subject.period,
+                reason,
+                activity,
+                restriction_keys,
+                blocks,
+                state=PENDING,
+            )
+            written.append(entry)
+            return json.dumps(entry.to_json(), separators=(",", ":")) + "\n"
+
+        self._write(line)
+        return written[0]
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -259,6 +336,21 @@ def subject_indexes(subject: SubjectIdentity) -> dict[str, list[str]]:
     return indexes
 
 
+def withdrawal_block_indexes(subject: SubjectIdentity) -> list[str]:
+    """The blind indexes, under every index key, of the audience-measurement blocks a
+    withdrawal of the subject's consent records (``consent:<id>``)."""
+    from gardien.analytics.blocks import block_keys
+    from gardien.analytics.models import BLOCK_KEY_INDEX_CONTEXT
+
+    keys = ring()
+    return [
+        keys.index(NORMALISERS["text"](key), BLOCK_KEY_INDEX_CONTEXT, key_id)
+        for key in block_keys(subject)
+        if key.startswith("consent:")
+        for key_id in sorted(keys.index_keys)
+    ]
+
+
 _journal: ErasureJournal | None = None
 
 
@@ -280,8 +372,41 @@ def note(
     *,
     reason: str | None = None,
     activity: str | None = None,
-) -> None:
-    """Append to the installed journal; without one (a unit test building services by hand)
-    nothing is written."""
-    if _journal is not None:
-        _journal.append(kind, subject, at, case, reason=reason, activity=activity)
+    session: Session | None = None,
+) -> JournalEntry | None:
+    """Append a pending entry to the installed journal; without one (a unit test building
+    services by hand) nothing is written. With ``session``, the entry is marked ``done`` once
+    the session's transaction commits and ``aborted`` if it rolls back (``settle_on_end``)."""
+    if _journal is None:
+        return None
+    entry = _journal.append(kind, subject, at, case, reason=reason, activity=activity)
+    if session is not None:
+        settle_on_end(session, _journal, entry)
+    return entry
+
+
+def settle_on_end(session: Session, journal: ErasureJournal, entry: JournalEntry) -> None:
+    """Mark ``entry`` when the session's outermost transaction ends: ``done`` after its
+    commit, ``aborted`` after its rollback (a savepoint's rollback is not the end). A mark that
+    cannot be written (the disk, a crash) leaves the entry pending, settled later by the
+    database's record: the answer already given is not turned into an error."""
+    root = session.get_transaction()
+    if root is None:
+        session.connection()  # begins the transaction the entry belongs to
+        root = session.get_transaction()
+    committed: list[bool] = []
+
+    def after_commit(current: Session) -> None:
+        if not current.in_nested_transaction() and current.get_transaction() is root:
+            committed.append(True)
+
+    def after_end(current: Session, transaction: SessionTransaction) -> None:
+        if transaction is not root:
+            return
+        try:
+            journal.mark(entry.seq, DONE if committed else ABORTED)
+        except JournalError:
+            logger.warning("journal_mark_failed", extra={"seq": entry.seq})
+
+    event.listen(session, "after_commit", after_commit)
+    event.listen(session, "after_transaction_end", after_end)

@@ -4,6 +4,15 @@ An entry of the journal holds blind indexes only. The people it names are found 
 restored rows by those indexes; their identifiers are read back (decrypted) from the matching
 rows and checked against the entry's index, then every provider erases or restricts them as it
 did the first time. Nothing matching means the backup never held them, which the report says.
+
+Each entry is replayed by its state (``backup.journal``): ``done`` is applied, leaving alone the
+stores the erasure left alone and those under a legal hold today; ``aborted`` is not. An entry
+still ``pending`` (a crash between the entry and its mark, and no database to settle it before
+the restore) is first settled by the restored database's own record (``backup.settle``: a
+snapshot taken while the action committed holds it); failing that, it is applied on the
+cautious side, ``unconfirmed`` in the report: an erasure, a restriction or a withdrawal is
+applied (a person who asked not to be processed is not processed again), the lifting of a
+restriction is not (the person stays restricted until an agent lifts it again).
 """
 
 from __future__ import annotations
@@ -17,16 +26,20 @@ from sqlalchemy import LargeBinary, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
 from gardien.backup.journal import (
+    ABORTED,
+    DONE,
     ERASURE,
+    PENDING,
     RESTRICTION,
     RESTRICTION_LIFTED,
+    WITHDRAWAL,
     IndexedColumn,
     JournalEntry,
     indexed_columns,
     normalise,
 )
 from gardien.security.crypto import NORMALISERS, DecryptionError, KeyRing
-from gardien.storage.subjects import ProviderRegistry, SubjectIdentity
+from gardien.storage.subjects import ConsentWithdrawal, ProviderRegistry, SubjectIdentity
 
 
 @dataclass
@@ -39,12 +52,20 @@ class Reapplied:
     stores: dict[str, int] = field(default_factory=dict)
     """Rows erased or restricted again, by store."""
     failed: list[str] = field(default_factory=list)
+    status: str = "applied"
+    """``applied``; ``unconfirmed`` (a pending entry no database could settle, applied on the
+    cautious side); ``not_applied`` (aborted, or an unconfirmed lifting)."""
+    left_alone: list[str] = field(default_factory=list)
+    """Stores an erasure did not touch again: left alone the first time, or under a legal
+    hold today."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
             "kind": self.kind,
             "case": self.case,
+            "status": self.status,
+            "left_alone": self.left_alone,
             "found": self.found,
             "stores": self.stores,
             "failed": self.failed,
@@ -141,9 +162,16 @@ def _identifiers(
 
 
 def reapply(
-    session: Session, ring: KeyRing, providers: ProviderRegistry, entries: Iterable[JournalEntry]
+    session: Session,
+    ring: KeyRing,
+    providers: ProviderRegistry,
+    entries: Iterable[JournalEntry],
+    held: frozenset[str] = frozenset(),
 ) -> list[Reapplied]:
-    """Erase or restrict again, in journal order, the people each entry names (flushes)."""
+    """Erase, restrict or withdraw again, in journal order, the people each entry names
+    (flushes). ``held``: the stores under a legal hold today, which an erasure leaves alone."""
+    from gardien.backup.settle import verdict
+
     columns = indexed_columns()
     if session.get_bind().dialect.name == "sqlite":
         # Erased cells are zeroed, not left in the file's free pages (as rights.erase does).
@@ -152,8 +180,27 @@ def reapply(
     clear = ClearValues(session, ring)
     for entry in entries:
         done = Reapplied(entry.seq, entry.kind, entry.case)
-        if entry.kind != ERASURE and entry.restriction_keys:
+        report.append(done)
+        skip = set(entry.skip)
+        if entry.state == PENDING:
+            found = verdict(session, entry)
+            if found.state == DONE:  # the snapshot saw it commit ("aborted" proves nothing here)
+                skip.update(found.skip)
+            elif entry.kind == RESTRICTION_LIFTED:
+                done.status = "not_applied"
+                continue
+            else:
+                done.status = "unconfirmed"
+        elif entry.state == ABORTED:
+            done.status = "not_applied"
+            continue
+        if entry.kind == ERASURE:
+            skip |= held
+            done.left_alone = sorted(skip & {p.name for p in providers.providers})
+        if entry.kind in (RESTRICTION, RESTRICTION_LIFTED) and entry.restriction_keys:
             done.stores["rights_restriction"] = _restriction_record(session, entry)
+        if entry.kind == WITHDRAWAL and entry.block_keys:
+            done.stores["analytics_block"] = _withdrawal_blocks(session, ring, entry)
         identifiers = _identifiers(session, ring, entry, columns, clear)
         done.found = {kind: len(values) for kind, values in sorted(identifiers.items())}
         for kind, values in sorted(identifiers.items()):
@@ -162,9 +209,50 @@ def reapply(
                 if kind == "ip_address" and period is None:
                     continue  # an address alone names whoever used it: never acted on
                 subject = SubjectIdentity(**{kind: value}, period=period)
-                _apply(session, providers, entry, subject, done)
-        report.append(done)
+                _apply(session, providers, entry, subject, done, skip)
     return report
+
+
+def _withdrawal_blocks(session: Session, ring: KeyRing, entry: JournalEntry) -> int:
+    """Re-create the audience-measurement block of each withdrawn consent id, at the time of
+    the withdrawal, from the journal's blind indexes (the restored data may hold nothing of
+    the consent id). A later withdrawal already there is kept; an earlier one is moved."""
+    from gardien.analytics.blocks import WITHDRAWAL as BLOCK_WITHDRAWAL
+    from gardien.analytics.blocks import block_list
+    from gardien.analytics.models import AnalyticsBlock
+
+    by_key: dict[str, str] = {}
+    for index in entry.block_keys or []:
+        by_key.setdefault(index.split(":", 1)[0], index)
+    if not by_key:
+        return 0
+    current = ring.active_index if ring.active_index in by_key else sorted(by_key)[0]
+    existing = session.scalars(
+        select(AnalyticsBlock).where(
+            AnalyticsBlock.key_index.in_(sorted(set(entry.block_keys or []))),
+            AnalyticsBlock.reason == BLOCK_WITHDRAWAL,
+        )
+    ).all()
+    changed = 0
+    for block in existing:
+        if block.created_at < entry.at:
+            block.created_at = entry.at
+            changed += 1
+    if not existing:
+        # The encrypted ``key`` names the journal entry, not the person: only the index is
+        # compared when a hit arrives (analytics.blocks).
+        session.add(
+            AnalyticsBlock(
+                key=f"journal:{entry.seq}",
+                key_index=by_key[current],
+                reason=BLOCK_WITHDRAWAL,
+                created_at=entry.at,
+            )
+        )
+        changed += 1
+    session.flush()
+    block_list.forget(session.get_bind())
+    return changed
 
 
 def _restriction_record(session: Session, entry: JournalEntry) -> int:
@@ -225,14 +313,25 @@ def _apply(
     entry: JournalEntry,
     subject: SubjectIdentity,
     done: Reapplied,
+    skip: set[str],
 ) -> None:
     for provider in providers.providers:
+        if entry.kind == ERASURE and provider.name in skip:
+            continue
+        if entry.kind == WITHDRAWAL and not isinstance(provider, ConsentWithdrawal):
+            continue
         try:
             with session.begin_nested():
                 if entry.kind == ERASURE:
                     rows = provider.erase(session, subject).erased
+                elif entry.kind == WITHDRAWAL:
+                    assert isinstance(provider, ConsentWithdrawal)
+                    rows = provider.withdraw(session, subject, entry.at)
                 elif entry.reason == "objection" and entry.activity:
                     rows = provider.object(session, subject, entry.activity)
+                    if provider.name == entry.activity and rows == 0:
+                        # It cannot stop for one person: erased instead, as the decision did.
+                        rows = provider.erase(session, subject).erased
                 else:
                     rows = provider.restrict(session, subject, entry.kind == RESTRICTION)
                 session.flush()

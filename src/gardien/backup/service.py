@@ -124,6 +124,7 @@ def restore_database(settings: Settings, state: State, path: Path) -> archive.Ba
     and leave the pending marker that ``finish_restore`` removes."""
     keys = read_keys(settings)
     header = archive.read_header(path)
+    settle_against_current(state, header.journal_seq)
     _write_json(
         settings.data_dir / PENDING,
         {"backup": header.id, "journal_seq": header.journal_seq, "at": time.time()},
@@ -134,6 +135,35 @@ def restore_database(settings: Settings, state: State, path: Path) -> archive.Ba
         (settings.data_dir / PENDING).unlink(missing_ok=True)  # the database is untouched
         raise
     return header
+
+
+def settle_against_current(state: State, after_seq: int) -> dict[str, int] | None:
+    """Before the database is replaced: settle the journal entries it can (``backup.settle``),
+    every instance being stopped. ``None`` when it cannot be read (lost, never created): the
+    entries stay pending and the replay settles them from the restored data or applies them on
+    the cautious side."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gardien.backup.settle import settle_pending
+
+    if pending_restore(state.settings) is not None:
+        return None  # the database is already a restored one: it did not see these entries
+    try:
+        with state.sessions() as session:
+            return settle_pending(session, journal_of(state.settings), after_seq)
+    except SQLAlchemyError:
+        return None
+
+
+def held_stores(state: State) -> frozenset[str]:
+    """The register's activities under a legal hold today: an erasure replayed leaves their
+    stores alone, as the erasure did."""
+    today = state.clock.now().date()
+    return frozenset(
+        activity.id
+        for activity in state.register.activities
+        if any(hold.expires >= today for hold in activity.legal_holds)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +204,7 @@ def finish_restore(state: State) -> RestoreReport | None:
     start = int(marker.get("journal_seq", 0))
     entries = [e for e in journal_of(state.settings).entries() if e.seq > start]
     with unit_of_work(state.sessions) as session:
-        reapplied = reapply(session, ring(), state.providers, entries)
+        reapplied = reapply(session, ring(), state.providers, entries, held_stores(state))
         audit.record(
             session,
             audit.Actor.system("backup"),

@@ -59,7 +59,9 @@ def restrict(
     if is_active(session, case):
         raise Conflict(N_("processing is already restricted for this case"))
     subject = subject_of(case)
-    journal.note(journal.RESTRICTION, subject, now, case.reference, reason=store.RESTRICTION)
+    journal.note(
+        journal.RESTRICTION, subject, now, case.reference, reason=store.RESTRICTION, session=session
+    )
     store.add(session, case.id, subject, store.RESTRICTION, None, now)
     counts = {p.name: p.restrict(session, subject, True) for p in desk.providers.providers}
     add_event(
@@ -114,7 +116,14 @@ def lift(
     if announced is None or (restricted is not None and announced.id < restricted.id):
         raise Conflict(N_("the person must be told before the restriction is lifted"))
     subject = subject_of(case)
-    journal.note(journal.RESTRICTION_LIFTED, subject, now, case.reference, reason=store.RESTRICTION)
+    journal.note(
+        journal.RESTRICTION_LIFTED,
+        subject,
+        now,
+        case.reference,
+        reason=store.RESTRICTION,
+        session=session,
+    )
     store.lift(session, case.id, store.RESTRICTION, now)
     counts = {p.name: p.restrict(session, subject, False) for p in desk.providers.providers}
     add_event(
@@ -175,6 +184,7 @@ def decide_objection(
             case.reference,
             reason=store.OBJECTION,
             activity=activity_id,
+            session=session,
         )
         store.add(session, case.id, subject, store.OBJECTION, activity_id, now)
         for provider in desk.providers.providers:

@@ -7,6 +7,9 @@ chained like the cookie panel's; audience measurement stops storing hits sent un
 consent id; the contact forms mark the submissions given on consent ``withdrawn`` and send
 nothing more for them. What was done before the withdrawal stays lawful (Art. 7(3)); what
 is kept is kept until its retention period.
+
+The withdrawal is journalled first (``backup.journal``, blind indexes only), so a restore of a
+backup taken before it withdraws the consent again instead of resuming processing under it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
+from gardien.backup import journal
 from gardien.errors import N_, BadRequest, Conflict
 from gardien.rights import casework, notify
 from gardien.rights.models import RightsCase
@@ -39,6 +43,7 @@ def withdraw(
     if not casework.is_verified(case):
         raise Conflict(N_("confirm your request with the code first"))
     subject = subject_of(case)
+    journal.note(journal.WITHDRAWAL, subject, now, case.reference, session=session)
     counts: dict[str, int] = {}
     for provider in desk.providers.providers:
         if not isinstance(provider, ConsentWithdrawal):
