@@ -34,7 +34,7 @@ from gardien.rights import casework, recipients
 from gardien.rights import restriction as restricting
 from gardien.rights.amendments import RightsRectification
 from gardien.rights.models import RightsCase
-from gardien.rights.service import Desk, add_event, subject_of
+from gardien.rights.service import Desk, add_event, refuse_if_frozen, subject_of
 from gardien.security.audit import Actor, record
 
 RIGHT = "rectification"
@@ -241,6 +241,8 @@ def decide(
         raise BadRequest(N_("the reasons have at most %(limit)s characters"), limit=MAX_DESCRIPTION)
     changed: dict[str, int] = {}
     if approve:
+        # A death notified in another case holds the person's data: refused, nothing written.
+        refuse_if_frozen(session, case, subject_of(case))
         fields = {k: str(v) for k, v in dict(proposal_of(row).get("fields") or {}).items()}  # type: ignore[call-overload]
         subject = subject_of(case)
         # Read before rectifying: a corrected e-mail no longer finds what it was stored under.

@@ -26,7 +26,7 @@ from gardien.errors import N_, BadRequest, Conflict
 from gardien.register.schema import LegalBasis
 from gardien.rights import casework, recipients
 from gardien.rights.models import RightsCase, RightsEvent
-from gardien.rights.service import Desk, add_event, subject_of
+from gardien.rights.service import Desk, add_event, refuse_if_frozen, subject_of
 from gardien.security.audit import Actor, record
 from gardien.storage import restriction as store
 
@@ -59,6 +59,7 @@ def restrict(
     if is_active(session, case):
         raise Conflict(N_("processing is already restricted for this case"))
     subject = subject_of(case)
+    refuse_if_frozen(session, case, subject)  # a death notified in another case holds them
     journal.note(
         journal.RESTRICTION, subject, now, case.reference, reason=store.RESTRICTION, session=session
     )
@@ -165,6 +166,8 @@ def decide_objection(
             N_("an objection applies to processing based on legitimate interests (Art. 21(1))")
         )
     text = casework.free_text(grounds, "grounds", GROUNDS_LIMIT)
+    if upheld:  # a death notified in another case holds the person's data; nothing written
+        refuse_if_frozen(session, case, subject_of(case))
     outcome = "upheld" if upheld else "rejected"
     casework.add_note(
         session,
