@@ -434,11 +434,10 @@ def test_an_erasure_no_database_can_settle_is_applied_on_the_cautious_side(
     restored one holds the case but not the erasure. The erasure is applied, ``unconfirmed``."""
     import gardien.backup.service as backup_service
 
-    state = seeded.state
     taken = backup(seeded, tmp_path / "b")
-    env = env_of(state.settings)
-    erased = runner.invoke(app, ["rights", "erase", "--email", EMAIL, "--yes"], env=env)
-    assert erased.exit_code == 0, erased.output
+    with monkeypatch.context() as crash:
+        lose_marks(crash)
+        erase_by_cli(seeded)
     monkeypatch.setattr(backup_service, "settle_against_current", lambda state, seq: None)
 
     report = restore(seeded, taken)
@@ -448,23 +447,47 @@ def test_an_erasure_no_database_can_settle_is_applied_on_the_cautious_side(
     assert submissions_of(seeded, EMAIL) == 0
 
 
-def test_an_erasure_settled_by_the_database_is_applied_with_its_receipt(
+def erase_by_cli(person: Seeded) -> None:
+    env = env_of(person.state.settings)
+    erased = runner.invoke(app, ["rights", "erase", "--email", EMAIL, "--yes"], env=env)
+    assert erased.exit_code == 0, erased.output
+
+
+def test_an_erasure_is_marked_done_with_the_stores_it_left_alone(
     seeded: Seeded,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     state = seeded.state
     taken = backup(seeded, tmp_path / "b")
-    env = env_of(state.settings)
-    erased = runner.invoke(app, ["rights", "erase", "--email", EMAIL, "--yes"], env=env)
-    assert erased.exit_code == 0, erased.output
+    erase_by_cli(seeded)
     [entry] = journal_of(state).entries()
-    assert entry.state == PENDING  # written before the transaction, not marked by it
+    # The case itself is kept as proof (erased 0, kept what it matched): left alone again.
+    assert (entry.state, entry.settled_by, entry.skip) == (DONE, "commit", ("rights_requests",))
+
+    [again] = reapplied(restore(seeded, taken))
+
+    assert again["status"] == "applied" and again["left_alone"] == ["rights_requests"]
+    assert submissions_of(seeded, EMAIL) == 0
+
+
+def test_a_crash_after_an_erasure_commit_is_settled_by_its_receipt(
+    seeded: Seeded,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = seeded.state
+    taken = backup(seeded, tmp_path / "b")
+    with monkeypatch.context() as crash:
+        lose_marks(crash)
+        erase_by_cli(seeded)
+    [entry] = journal_of(state).entries()
+    assert entry.state == PENDING  # written before the transaction, its mark lost
 
     [again] = reapplied(restore(seeded, taken))
 
     [settled] = journal_of(state).entries()
-    # The receipt's stores that erased nothing and kept what they matched (the case itself,
-    # kept as proof) are left alone again; every other store erases the person again.
+    # Settled from the receipt of the database the restore replaced, with the same stores
+    # left alone as the commit's mark would have named.
     assert (settled.state, settled.settled_by) == (DONE, "database")
     assert settled.skip == ("rights_requests",)
     assert again["status"] == "applied" and again["left_alone"] == ["rights_requests"]
@@ -483,8 +506,7 @@ def test_serve_finishes_an_interrupted_restore_before_it_accepts_a_request(
     settings = state.settings
     taken = backup(seeded, tmp_path / "b")
     env = env_of(settings)
-    erased = runner.invoke(app, ["rights", "erase", "--email", EMAIL, "--yes"], env=env)
-    assert erased.exit_code == 0, erased.output
+    erase_by_cli(seeded)
     reference = new_case(state, seeded, ["restriction"])
     restrict(state, reference)
     # Erasures of people the backup never held: a replay long enough that a server started

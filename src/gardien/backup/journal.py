@@ -13,12 +13,13 @@ to outlive the oldest backup, and its lines are small.
 Ordering. An entry is written *before* the transaction that acts (an intent, ``pending``): an
 entry written after the commit could be lost by a crash between the two, and the person would
 come back. Once the transaction ends, a mark names the entry's fate: ``done`` after the commit
-(with the stores the erasure left alone: a legal hold, a store that failed), ``aborted`` after
-a rollback. A crash between the two leaves the entry pending; it is then settled by the
-database's own record of the action (the case's timeline and erasure receipt,
-``backup.settle``): by a restore against the database it replaces, before replacing it, and
-at replay against the restored one. Only what no database can settle is replayed on the
-cautious side (see ``backup.replay``).
+(with the stores the erasure's receipt says it left alone: a legal hold, a store that failed,
+the case kept as proof), ``aborted`` after a rollback (``settle_on_end``, hooked by every
+caller through ``note(..., session=)``). A crash between the two leaves the entry pending;
+it is then settled by the database's own record of the action (the case's timeline and
+erasure receipt, ``backup.settle``): by a restore against the database it replaces, before
+replacing it, and at replay against the restored one. Only what no database can settle is
+replayed on the cautious side (see ``backup.replay``).
 """
 
 from __future__ import annotations
@@ -395,18 +396,40 @@ def settle_on_end(session: Session, journal: ErasureJournal, entry: JournalEntry
         session.connection()  # begins the transaction the entry belongs to
         root = session.get_transaction()
     committed: list[bool] = []
+    skip: list[str] = []
+
+    def outermost(current: Session) -> bool:
+        return not current.in_nested_transaction() and current.get_transaction() is root
+
+    def before_commit(current: Session) -> None:
+        if entry.kind == ERASURE and outermost(current):
+            skip[:] = _left_alone(current, entry)
 
     def after_commit(current: Session) -> None:
-        if not current.in_nested_transaction() and current.get_transaction() is root:
+        if outermost(current):
             committed.append(True)
 
     def after_end(current: Session, transaction: SessionTransaction) -> None:
         if transaction is not root:
             return
         try:
-            journal.mark(entry.seq, DONE if committed else ABORTED)
+            journal.mark(entry.seq, DONE if committed else ABORTED, skip)
         except JournalError:
             logger.warning("journal_mark_failed", extra={"seq": entry.seq})
 
+    event.listen(session, "before_commit", before_commit)
     event.listen(session, "after_commit", after_commit)
     event.listen(session, "after_transaction_end", after_end)
+
+
+def _left_alone(session: Session, entry: JournalEntry) -> list[str]:
+    """The stores the erasure's receipt says it left alone, read from the case the session
+    holds (the receipt is written in the same transaction, before the commit)."""
+    from gardien.backup.settle import receipt_verdict
+    from gardien.rights.models import RightsCase
+
+    for held in list(session.identity_map.values()):
+        if isinstance(held, RightsCase) and held.reference == entry.case:
+            found = receipt_verdict(held.receipt, entry)
+            return list(found.skip) if found is not None else []
+    return []

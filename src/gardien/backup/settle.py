@@ -70,6 +70,20 @@ def skipped_stores(receipt: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(left))
 
 
+def receipt_verdict(receipt_text: str | None, entry: JournalEntry) -> Verdict | None:
+    """``done`` with the stores left alone when the case's receipt is this erasure's."""
+    if not receipt_text:
+        return None
+    try:
+        receipt = json.loads(receipt_text)
+        erased_at = dt.datetime.fromisoformat(str(receipt["erased_at"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not _same_instant(erased_at, entry.at):
+        return None
+    return Verdict(DONE, skipped_stores(receipt))
+
+
 def verdict(session: Session, entry: JournalEntry) -> Verdict:
     """What this database records of the entry's action (reads only)."""
     from gardien.rights.models import RightsCase, RightsEvent
@@ -80,14 +94,10 @@ def verdict(session: Session, entry: JournalEntry) -> Verdict:
     ).first()
     if case is None:
         return Verdict(PENDING)
-    if entry.kind == ERASURE and case.receipt:
-        try:
-            receipt = json.loads(case.receipt)
-            erased_at = dt.datetime.fromisoformat(str(receipt["erased_at"]))
-        except (ValueError, KeyError, TypeError):
-            receipt = None
-        if receipt is not None and _same_instant(erased_at, entry.at):
-            return Verdict(DONE, skipped_stores(receipt))
+    if entry.kind == ERASURE:
+        from_receipt = receipt_verdict(case.receipt, entry)
+        if from_receipt is not None:
+            return from_receipt
     kind = "objection_decided" if entry.reason == "objection" else _EVENTS[entry.kind]
     events = session.scalars(
         select(RightsEvent).where(RightsEvent.case_id == case.id, RightsEvent.kind == kind)

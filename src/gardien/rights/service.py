@@ -652,7 +652,7 @@ def erase(
     failures: list[StoreFailure] = []
     # Journalled first (blind indexes only, outside the database): a restored backup taken
     # before now must erase the person again; an erasure the journal missed could come back.
-    journal.note(journal.ERASURE, subject, now, case.reference)
+    journal.note(journal.ERASURE, subject, now, case.reference, session=session)
     if session.get_bind().dialect.name == "sqlite":
         # Deleted cells are overwritten with zeros, not left in free pages of the file, on
         # every SQLite build (some compile this off by default).
