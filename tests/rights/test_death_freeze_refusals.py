@@ -141,3 +141,41 @@ def test_approving_a_rectification_in_another_case_is_refused_while_the_deceased
     _settle(agent, seeded, deceased, heir)
     assert _post(agent, page, page, **approve)[0] == 303
     assert "rectified" in events(seeded.state, reference)
+
+
+def test_the_case_page_offers_the_death_steps_only_on_an_open_post_mortem_request(
+    client: TestClient, seeded: Seeded, clock: FrozenClock
+) -> None:
+    agent = signed_in(client, seeded.state, clock, "agent@example.org", "agent")
+    other = _other(agent, clock, ["erasure"])
+    assert 'id="record-death"' not in agent.client.get(f"/admin/rights/{other}").text
+    deceased = _agent_case(agent, seeded.state, clock, email=EMAIL)
+    heir = _agent_case(agent, seeded.state, clock)
+    shown = agent.client.get(f"/admin/rights/{heir}").text
+    assert 'id="record-death"' in shown and 'id="apply-directive"' not in shown
+    assert _death(agent, heir, deceased, "heir").status_code == 303
+    shown = agent.client.get(f"/admin/rights/{heir}").text
+    assert 'id="record-death"' not in shown and 'id="apply-directive"' in shown
+    assert "The death is recorded: the deceased" in shown  # the flash, then the state
+    # the heirs' actions ticked one by one, as the form sends them
+    applied = agent.client.post(
+        f"/admin/rights/{heir}/directive",
+        data={
+            "csrf": agent.csrf,
+            "deceased_case": deceased,
+            "requester": "heir",
+            "asked": ["close_account", "object"],
+        },
+        follow_redirects=False,
+    )
+    assert applied.status_code == 303, applied.text
+    shown = agent.client.get(f"/admin/rights/{heir}").text
+    assert "The directive was applied and the freeze lifted." in shown
+    assert 'id="apply-directive"' not in shown and 'id="record-death"' not in shown
+    assert "freeze_lifted" in events(seeded.state, heir)
+    # a tick beyond the heirs' four actions is refused, nothing written
+    again = _agent_case(agent, seeded.state, clock, email="cousin@example.org")
+    assert _death(agent, again, deceased, "heir").status_code == 303
+    beyond = _execute(agent, again, deceased, requester="heir", asked="erasure")
+    assert beyond.status_code == 400
+    assert "directive_applied" not in events(seeded.state, again)

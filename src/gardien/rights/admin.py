@@ -25,10 +25,13 @@ from sqlalchemy.orm import Session
 from gardien.deps import AppState, DbSession, ReadSession
 from gardien.errors import N_, BadRequest, Conflict, NotFound, localise
 from gardien.rights import casework, documents, notify, repository
+from gardien.rights.amend_routes import MAX_CERTIFICATE
 from gardien.rights.answers import KINDS
+from gardien.rights.directives import APPLIED_EVENT, DEATH_EVENT
 from gardien.rights.models import RightsAttachment, RightsCase
 from gardien.rights.phones import e164
 from gardien.rights.portal import offered, rights_of
+from gardien.rights.postmortem import HeirAction
 from gardien.rights.service import (
     CHANNELS,
     Desk,
@@ -412,6 +415,8 @@ def case_view(
     )
     register = state.register
     assignees = repository.assignable(db)
+    steps = _steps(db, case)
+    kinds = {step.kind for step in steps}
     return page(
         state,
         request,
@@ -426,7 +431,10 @@ def case_view(
         may_extend=case.status == "open"
         and case.extended_on is None
         and casework.today(register, now) <= casework.one_month_due(register, case),
-        events=_steps(db, case),
+        events=steps,
+        post_mortem={"death": DEATH_EVENT in kinds, "applied": APPLIED_EVENT in kinds},
+        heir_actions=[action.value for action in HeirAction],
+        certificate_mb=MAX_CERTIFICATE // (1024 * 1024),
         acknowledged=notify.acknowledged(db, case),
         document=documents.pending_document(db, case),
         doubt_limits=(documents.MIN_REASON, documents.MAX_REASON),

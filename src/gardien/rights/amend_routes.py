@@ -43,6 +43,7 @@ from gardien.security import audit
 from gardien.security.admin import page
 from gardien.security.auth import AdminContext, check_csrf, require
 from gardien.security.permissions import Permission
+from gardien.security.service import set_flash
 from gardien.storage.database import unit_of_work
 
 router = APIRouter()
@@ -408,6 +409,12 @@ def _directive_for(db: Session, deceased: RightsCase) -> RightsDirective | None:
     ).first()
 
 
+def _flash(context: AdminContext, message: str) -> None:
+    """The outcome of an admin step, shown once on the page the redirect leads to."""
+    if context.session is not None:
+        set_flash(context.session, "ok", message)
+
+
 def _requester(value: str) -> Requester:
     try:
         return Requester(value)
@@ -451,6 +458,13 @@ def death_record(
         now=state.clock.now(),
         actor=context.actor,
     )
+    _flash(
+        context,
+        N_(
+            "The death is recorded: the deceased's data are frozen until the directive is "
+            "applied or this case is closed."
+        ),
+    )
     return RedirectResponse(f"/admin/rights/{case.reference}", status_code=303)
 
 
@@ -467,9 +481,12 @@ def directive_apply(
     csrf: Csrf,
     deceased_case: Annotated[str, Form(max_length=24)],
     requester: Annotated[str, Form(max_length=10)],
-    asked: Annotated[str, Form(max_length=200)] = "",
+    asked: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
+    """Execute (legal-requirements §2.9.6). ``asked``: the heirs' actions, ticked one by one
+    or comma-separated (anything beyond them is refused by ``postmortem.plan``)."""
     check_csrf(context, csrf)
+    wanted = frozenset(a for item in asked or [] for a in item.split(",") if a)
     case = _admin_case(db, reference)
     deceased = _admin_case(db, deceased_case)
     row = _directive_for(db, deceased)
@@ -482,7 +499,7 @@ def directive_apply(
         case,
         deceased=subject_of(deceased),
         requester=who,
-        asked=frozenset(a for a in asked.split(",") if a),
+        asked=wanted,
         now=now,
         actor=context.actor,
     )
@@ -500,6 +517,15 @@ def directive_apply(
             now=now,
             actor=context.actor,
         )
+    _flash(
+        context,
+        N_(
+            "The directive was applied and the freeze lifted; what it communicates was sent "
+            "to the designated person."
+        )
+        if done.package is not None
+        else N_("The directive was applied and the freeze lifted."),
+    )
     return RedirectResponse(f"/admin/rights/{case.reference}", status_code=303)
 
 

@@ -264,6 +264,7 @@ def record_death(
 
 
 DEATH_EVENT = "death_recorded"
+APPLIED_EVENT = "directive_applied"
 
 
 def record_death_in_case(
@@ -433,7 +434,7 @@ def execute(
             )
         )
     )[:200]
-    add_event(session, case, now, actor, "directive_applied", outcome)
+    add_event(session, case, now, actor, APPLIED_EVENT, outcome)
     # Art. 19: the recipients of what was erased are told, of the deceased's identifiers.
     recipients.automatic(
         session,
