@@ -566,3 +566,38 @@ def test_serve_finishes_an_interrupted_restore_before_it_accepts_a_request(
         process.terminate()
         process.wait(timeout=20)
     assert not any(seen)  # no request was answered while the replay was pending
+
+
+def test_a_store_an_erasure_kept_under_a_legal_hold_is_not_erased_by_the_replay(
+    seeded: Seeded,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The erasure kept the contact messages (a legal hold in force then); the register the
+    restore runs with no longer names the hold, yet the replay keeps them: its done mark says
+    the erasure left that store alone."""
+    from tests.rights.test_fulfilment import _held
+
+    state = seeded.state
+    reference = new_case(state, seeded, ["erasure"])
+    taken = backup(seeded, tmp_path / "b")
+    with unit_of_work(state.sessions) as session:
+        receipt = erase(
+            session,
+            Desk(_held(state, dt.date(2099, 1, 1)), state.providers),
+            case_of(session, reference),
+            seeded.subject,
+            now=state.clock.now(),
+            actor=AGENT,
+            notify_person=False,
+        )
+    forms = next(s for s in receipt["stores"] if s["store"] == "contact_forms")
+    assert (forms["erased"], forms["kept"]) == (0, 1)
+    [entry] = journal_of(state).entries()
+    assert entry.state == DONE and "contact_forms" in entry.skip
+
+    [again] = reapplied(restore(seeded, taken))
+
+    assert again["status"] == "applied"
+    assert "contact_forms" in again["left_alone"]  # type: ignore[operator]
+    assert "contact_forms" not in again["stores"]  # type: ignore[operator]
+    assert again["stores"]["consent_records"] >= 1  # type: ignore[index]  # the rest erased

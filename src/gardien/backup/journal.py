@@ -423,13 +423,13 @@ def settle_on_end(session: Session, journal: ErasureJournal, entry: JournalEntry
 
 
 def _left_alone(session: Session, entry: JournalEntry) -> list[str]:
-    """The stores the erasure's receipt says it left alone, read from the case the session
-    holds (the receipt is written in the same transaction, before the commit)."""
+    """The stores the erasure's receipt says it left alone, read in the transaction itself
+    (the receipt is written in it, before the commit; the query flushes it first)."""
+    from sqlalchemy import select
+
     from gardien.backup.settle import receipt_verdict
     from gardien.rights.models import RightsCase
 
-    for held in list(session.identity_map.values()):
-        if isinstance(held, RightsCase) and held.reference == entry.case:
-            found = receipt_verdict(held.receipt, entry)
-            return list(found.skip) if found is not None else []
-    return []
+    receipt = session.scalar(select(RightsCase.receipt).where(RightsCase.reference == entry.case))
+    found = receipt_verdict(receipt, entry)
+    return list(found.skip) if found is not None else []
