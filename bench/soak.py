@@ -10,18 +10,25 @@ would otherwise be a stream of 429s, which is the budget working, not a figure);
 does not run, so the outbox is not sent during the run.
 
 Reported per endpoint: requests per second, p50/p99 latency, errors (target: none). Per server:
-resident memory (RSS, the process and its children) after a warm-up that fills the caches
-(statement cache, templates, translations, connection pool), and at the end. Target: growth
-at most ``RSS_TOLERANCE`` (10 %) of the start. A Python server's RSS moves by a few MB with
-allocator fragmentation and the pool's high-water mark (+3 to +4 MB in a short run); 10 % is
-about 15 MB of a 155 MB server, which a leak of some 1.2 kB per request exceeds over the
-default minute (about 13,000 requests); a longer ``--seconds`` catches smaller leaks.
+resident memory (RSS, the process and its children) before any load (``raw_start``), after a
+warm-up that starts the worker threads and fills the caches (statement cache, templates,
+translations, connection pool, pydantic's JSON string cache), half-way and at the end. Target:
+growth from the end of the warm-up to the end at most ``RSS_TOLERANCE`` (10 %). The load itself
+takes some 45 MB over ``raw_start`` in the first seconds (16 worker threads, their malloc
+arenas, the pool), which is why the start is taken after the warm-up. What still grows after it
+is the C allocator's free memory, not objects: traced with tracemalloc, glibc's ``mallinfo2``
+and SQLite's own counter, the Python heap, the bytes malloc has handed out and SQLite's page
+caches (3 to 9 MB in all) stay flat while malloc's retained free memory climbs (more on a busy
+machine; it flattened within minutes in a 7-minute run, docs/operations.md). 10 % is about 17 MB
+of a 175 MB server, which a leak of some 1.2 kB per request exceeds over the default minute
+(about 15,000 requests); a longer ``--seconds`` catches smaller leaks.
 Afterwards the rows are counted: every acknowledged write, and only those, must be stored
 (the databases start empty).
 
 Defaults keep the whole run under five minutes on a two-core machine: ``BENCH_SOAK_SECONDS``
 (default 60) measured seconds per set-up after ``BENCH_SOAK_WARMUP`` (10) seconds of warm-up;
-``python -m bench.soak --seconds 600`` for a longer soak. PostgreSQL is
+``python -m bench.soak --seconds 600`` for a longer soak. ``BENCH_SOAK_SETUPS`` (or
+``--setups``) picks set-ups among ``sqlite``, ``pg1``, ``pg2`` (default: all three). PostgreSQL is
 ``GARDIEN_TEST_POSTGRES_URL`` (else the local test server), skipped when it is down.
 """
 
@@ -58,6 +65,7 @@ CONNECTIONS = 16
 MAX_REQUESTS = 2_000_000
 RSS_TOLERANCE = 0.10
 SAMPLE_SECONDS = 5.0
+SETUPS = ("sqlite", "pg1", "pg2")
 COLUMNS = "setup endpoint requests req/s p50_ms p99_ms errors stored".split()
 
 
@@ -135,6 +143,8 @@ class Soaked:
     stored: dict[str, int]
     rss: list[list[int]]
     """Each server's RSS samples from the end of the warm-up to the end of the run."""
+    raw_start: list[int]
+    """Each server's RSS before the warm-up (started, migrated, no load yet)."""
 
     @property
     def errors(self) -> int:
@@ -166,11 +176,11 @@ def _soak(setup: str, data_dir: Path, instances: int, database_url: str | None) 
         setup_file.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
         # The form's stamp must be older than the minimum fill time, as for a person.
         time.sleep(_min_fill_seconds() + 1)
-        warm, _ = _generate(servers, setup_file, warmup)
+        warm, warm_rss = _generate(servers, setup_file, warmup)
         results, rss = _generate(servers, setup_file, seconds)
     acknowledged = {k: warm[k].acknowledged + results[k].acknowledged for k in KINDS}
     stored = _stored(database_url or f"sqlite:///{data_dir / 'gardien.db'}")
-    return Soaked(setup, results, acknowledged, stored, rss)
+    return Soaked(setup, results, acknowledged, stored, rss, [r[0] for r in warm_rss])
 
 
 def _report(soaked: list[Soaked]) -> list[Verdict]:
@@ -197,12 +207,13 @@ def _report(soaked: list[Soaked]) -> list[Verdict]:
     print("stored = rows in the database / writes acknowledged 2xx (warm-up included)")
     memory: list[list[str]] = []
     for s in soaked:
-        for number, samples in enumerate(s.rss, start=1):
+        for number, (raw, samples) in enumerate(zip(s.raw_start, s.rss, strict=True), start=1):
             start, half, end = samples[0], samples[len(samples) // 2], samples[-1]
             growth = (end - start) / start
             memory.append(
                 [
                     f"{s.setup} #{number}",
+                    f"{raw / MB:.1f}",
                     f"{start / MB:.1f}",
                     f"{half / MB:.1f}",
                     f"{end / MB:.1f}",
@@ -214,8 +225,13 @@ def _report(soaked: list[Soaked]) -> list[Verdict]:
                 ]
             )
     print_table(
-        "server rss_start_MB half_MB end_MB peak_MB growth_MB growth 2nd_half_MB target".split(),
+        "server raw_start_MB warm_MB half_MB end_MB peak_MB growth_MB growth 2nd_half_MB "
+        "target".split(),
         memory,
+    )
+    print(
+        "raw_start = RSS before any load; warm = after the warm-up, the start of the measured "
+        "run; growth = end - warm"
     )
     verdicts = []
     for s in soaked:
@@ -241,9 +257,18 @@ def _report(soaked: list[Soaked]) -> list[Verdict]:
     return verdicts
 
 
+def _setups() -> list[str]:
+    chosen = [s for s in os.environ.get("BENCH_SOAK_SETUPS", ",".join(SETUPS)).split(",") if s]
+    unknown = [s for s in chosen if s not in SETUPS]
+    if unknown or not chosen:
+        raise SystemExit(f"BENCH_SOAK_SETUPS: choose among {', '.join(SETUPS)}")
+    return chosen
+
+
 def run() -> list[Verdict]:
     from bench.connlog import DEFAULT_POSTGRES, _postgres_schema
 
+    chosen = _setups()
     seconds = _seconds("BENCH_SOAK_SECONDS", 60.0)
     heading(
         f"soak: mixed public writes, {CONNECTIONS} keep-alive connections, "
@@ -253,9 +278,12 @@ def run() -> list[Verdict]:
     url = os.environ.get("GARDIEN_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
     with tempfile.TemporaryDirectory(prefix="gardien-soak-") as directory:
         root = Path(directory)
-        (root / "sqlite").mkdir()
-        soaked.append(_soak("sqlite x1", root / "sqlite", 1, None))
+        if "sqlite" in chosen:
+            (root / "sqlite").mkdir()
+            soaked.append(_soak("sqlite x1", root / "sqlite", 1, None))
         for instances in (1, 2):
+            if f"pg{instances}" not in chosen:
+                continue
             with _postgres_schema(url) as schema_url:
                 if schema_url is None:
                     break
@@ -269,7 +297,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--seconds", type=float, help="measured seconds per set-up (default 60)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per set-up (default 10)")
+    parser.add_argument("--setups", help=f"comma-separated among {','.join(SETUPS)} (default all)")
     args = parser.parse_args()
+    if args.setups is not None:
+        os.environ["BENCH_SOAK_SETUPS"] = args.setups
     if args.seconds is not None:
         os.environ["BENCH_SOAK_SECONDS"] = str(args.seconds)
     if args.warmup is not None:
