@@ -266,15 +266,15 @@ def test_rows_of_one_turn_of_the_loop_share_one_batch(
 
 
 async def loop_connected(writer: GroupCommit, loop: asyncio.AbstractEventLoop) -> None:
-    """PostgreSQL: a loop's first batch goes to the thread while the loop's own connection
+    """PostgreSQL: a loop's first batches go to the thread, then the loop's own connection
     opens in the background; return once the loop writes its batches itself."""
-    await writer.write(probe, {"label": f"warm-up-{uuid.uuid4().hex}"})
     loop_writer = writer._loop_writer
     assert loop_writer is not None
     for _ in range(500):
         lane = loop_writer.lanes.get(loop)
         if lane is not None and lane.pgconn is not None:
             return
+        await writer.write(probe, {"label": f"warm-up-{uuid.uuid4().hex}"})
         await asyncio.sleep(0.01)
     raise AssertionError("the loop's connection never opened")
 

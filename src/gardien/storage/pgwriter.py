@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("gardien.groupcommit")
 
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
+CONNECT_AFTER = 16
+"""Batches a loop hands to the thread before it opens a connection of its own."""
 
 
 class PgLoopWriter:
@@ -84,6 +86,8 @@ class _Lane:
         self.pgconn: Any = None
         self.transformer: Any = None  # psycopg's Transformer (a class, not a type, to mypy)
         self.connecting = False
+        self.thread_batches = 0
+        """Batches sent to the thread while the loop had no connection of its own."""
         self.in_flight: list[_Batch] = []
         self.in_flight_rows = 0
         self.waiting: list[_Batch] = []
@@ -98,7 +102,11 @@ class _Lane:
     # -- the loop's side ----------------------------------------------------------------------
     def take(self, batch: _Batch, plan: _InsertPlan) -> bool:
         if self.pgconn is None:
-            self._connect_later()
+            # A loop that writes only now and then (a CLI command, a test client) keeps the
+            # thread; one that serves traffic gets its connection after a few batches.
+            self.thread_batches += 1
+            if self.thread_batches >= CONNECT_AFTER:
+                self._connect_later()
             return False
         rows = len(batch.items)
         with self.lock:
@@ -283,9 +291,10 @@ class _Lane:
                 log.debug("loop writer socket gone", extra={"error": type(exc).__name__})
         if pooled is not None:
             try:
-                pooled.invalidate()
+                pooled.close()  # detached: closes the driver's connection
             except Exception as exc:  # noqa: BLE001 - a broken connection is dropped either way
                 log.debug("loop writer connection dropped", extra={"error": type(exc).__name__})
+                pooled.invalidate()
 
     def close(self, timeout: float) -> list[_Batch]:
         """From any thread: no new batch is taken; once the one in flight has settled (or
