@@ -16,7 +16,8 @@ default), which is when their waiters are released (DESIGN.md principle 5).
 
 Anything out of the ordinary goes to the writer thread, which knows how to handle it: a batch
 of several tables or key sets, a chained table, a writer a test holds (``before_commit``), a
-loop whose connection is not open yet (it is opened in the background on first use), and any
+loop whose connection is not open yet (opened in the background once the loop has handed the
+thread ``CONNECT_AFTER`` batches, so a loop that writes now and then never opens one), and any
 failure (a broken connection, a row the database refuses): the thread writes those rows again
 and reports per row, as it always did. Nothing is acknowledged that the server did not commit.
 """
