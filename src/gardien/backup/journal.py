@@ -207,6 +207,9 @@ class ErasureJournal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._tail: tuple[int, int, int] = (-1, 0, 0)
+        """(inode, bytes read, last sequence number in them): an append reads only the lines
+        written since the last one, not the whole journal."""
 
     def entries(self) -> Iterator[JournalEntry]:
         """The entries in order, each with the state its marks give it (``done`` wins: it is
@@ -244,16 +247,40 @@ class ErasureJournal:
             last = entry.seq
         return last
 
+    def _last_seq_locked(self, descriptor: int) -> int:
+        """Under the append lock: the last sequence number, reading only the lines added since
+        this object last looked (all of them if the file was replaced, as a restore does)."""
+        status = os.fstat(descriptor)
+        inode, offset, seq = self._tail
+        if inode != status.st_ino or status.st_size < offset:
+            inode, offset, seq = status.st_ino, 0, 0
+        if status.st_size > offset:
+            with self.path.open("rb") as handle:
+                handle.seek(offset)
+                added = handle.read(status.st_size - offset)
+            for line in added.splitlines(keepends=True):
+                if not line.endswith(b"\n"):
+                    break  # a line cut by a crash mid-write: never acknowledged
+                try:
+                    payload = json.loads(line)
+                    if "mark" not in payload:
+                        seq = int(payload["seq"])
+                except (ValueError, KeyError, TypeError):
+                    return self.last_seq()  # names the bad line
+                offset += len(line)
+        self._tail = (inode, offset, seq)
+        return seq
+
     def mark(self, seq: int, state: str, skip: list[str] | None = None, by: str = "commit") -> None:
         """Settle entry ``seq``: ``done`` (with the stores an erasure left alone) or
         ``aborted``."""
         if state not in MARKS:
             raise ValueError(f"a journal mark must be one of {', '.join(MARKS)}")
         payload = {"mark": state, "of": seq, "skip": sorted(skip or []), "by": by}
-        self._write(lambda: json.dumps(payload, separators=(",", ":")) + "\n")
+        self._write(lambda _last: json.dumps(payload, separators=(",", ":")) + "\n")
 
-    def _write(self, line_of: Callable[[], str]) -> None:
-        """Append one line (built under the lock: it may read the sequence), fsynced."""
+    def _write(self, line_of: Callable[[int], str]) -> None:
+        """Append one line, built under the lock from the last sequence number, fsynced."""
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -261,7 +288,7 @@ class ErasureJournal:
             descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX)
-                os.write(descriptor, line_of().encode())
+                os.write(descriptor, line_of(self._last_seq_locked(descriptor)).encode())
                 os.fsync(descriptor)
             except OSError as exc:
                 raise JournalError(f"{self.path}: cannot append to the erasure journal") from exc
@@ -289,9 +316,9 @@ class ErasureJournal:
         blocks = withdrawal_block_indexes(subject) if kind == WITHDRAWAL else None
         written: list[JournalEntry] = []
 
-        def line() -> str:
+        def line(last: int) -> str:
             entry = JournalEntry(
-                self.last_seq() + 1,
+                last + 1,
                 at,
                 kind,
                 case,
