@@ -180,6 +180,35 @@ def test_a_missing_table_fails_every_waiter_and_the_writer_recovers(
     assert labels(engine) == ["after"]
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_writer_thread_that_died_is_started_again_by_the_next_batch(
+    engine: Engine, writer: GroupCommit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = writer._collect
+    crashed: list[bool] = []
+
+    def collect() -> tuple[list[Any], bool]:
+        if not crashed:
+            crashed.append(True)
+            raise RuntimeError("the writer thread crashed")
+        return original()
+
+    monkeypatch.setattr(writer, "_collect", collect)
+    writer.start()
+    first = writer._thread
+    assert first is not None
+    first.join(5)
+    assert not first.is_alive() and crashed
+
+    async def scenario() -> None:
+        # A future, not a task: were it never settled, nothing would hang at the loop's end.
+        await asyncio.wait_for(writer.submit(probe, {"label": "after-crash"}), 10)
+
+    asyncio.run(scenario())
+    assert writer.running and writer._thread is not first
+    assert labels(engine) == ["after-crash"]
+
+
 def test_stop_writes_everything_submitted_then_refuses(engine: Engine, writer: GroupCommit) -> None:
     async def scenario() -> None:
         waiters = [writer.submit(probe, {"label": f"row-{i}"}) for i in range(50)]

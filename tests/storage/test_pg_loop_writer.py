@@ -128,3 +128,40 @@ def test_stop_settles_the_batch_in_flight_and_writes_the_ones_waiting(
         locker.close()
     written = labels(engine)
     assert "in-flight" in written and all(f"w-{i}" in written for i in range(5))
+
+
+def test_closing_the_loop_writer_waits_for_the_statement_in_flight(
+    engine: Engine, writer: GroupCommit
+) -> None:
+    locker = engine.connect()
+    loop_writer = writer._loop_writer
+    assert loop_writer is not None
+    seen: list[bool] = []
+    lanes: list[Any] = []
+
+    def close() -> None:
+        loop_writer.close(timeout=15)
+        seen.append(bool(lanes[0].in_flight))
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        await loop_connected(writer, loop)
+        locker.execute(text("LOCK TABLE group_commit_probe IN EXCLUSIVE MODE"))
+        # A future, not a task: were it never settled, nothing would hang at the loop's end.
+        first = writer.submit(probe, {"label": "in-flight"})
+        await asyncio.sleep(0.1)
+        lanes.append(lane_of(writer, loop))
+        assert lanes[0].in_flight
+        closing = asyncio.ensure_future(asyncio.to_thread(close))
+        await asyncio.sleep(0.3)
+        assert not closing.done()  # still waiting for the statement's answer
+        await asyncio.to_thread(locker.rollback)
+        await asyncio.wait_for(closing, 15)
+        await asyncio.wait_for(first, 15)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        locker.close()
+    assert seen == [False]  # it returned once nothing was in flight
+    assert "in-flight" in labels(engine)

@@ -318,9 +318,12 @@ class ConnectionLog:
         async def flush() -> None:
             """Wait for the row, then pass the held messages on (or a 503 if it failed)."""
             nonlocal ticket
-            pending, ticket = cast(Ticket, ticket), None
+            (batch, index), ticket = cast(Ticket, ticket), None
             try:
-                await self.writer.settled(pending)
+                await batch.future  # ``GroupCommit.settled``, one frame less to resume
+                error = batch.outcome(index)
+                if error is not None:
+                    raise error
             except Exception as exc:  # noqa: BLE001 - fail closed, whatever the cause
                 await unavailable(exc)
                 return

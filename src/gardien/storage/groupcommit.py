@@ -157,6 +157,9 @@ class GroupCommit:
         self._queue: queue.SimpleQueue[_Batch | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._alive = False
+        """The thread was started and has not ended: checked on every batch, where
+        ``Thread.is_alive`` would cost a lock."""
         self._stopped = False
         self._open: dict[asyncio.AbstractEventLoop, _Batch] = {}
         """Each loop's batch that is still filling, until the end of the loop's turn."""
@@ -199,13 +202,18 @@ class GroupCommit:
     def _start_locked(self) -> None:
         if self._stopped:
             raise WriterStopped(f"{self.name} was stopped")
-        if self._thread is None or not self._thread.is_alive():
-            # A daemon: should the process exit without ``stop``, rows still queued were never
-            # acknowledged, so nothing a client was told is lost.
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self._thread.start()
+        if self._alive:
+            return
+        if self._thread is not None:
+            # It has ended: clearing ``_alive`` (under this lock) was its last step.
+            self._thread.join()
+        # A daemon: should the process exit without ``stop``, rows still queued were never
+        # acknowledged, so nothing a client was told is lost.
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
         if self._checkpointer is not None:
             self._checkpointer.start()
+        self._alive = True
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Write everything already submitted, then end the thread. Blocks: from the event
@@ -337,6 +345,8 @@ class GroupCommit:
                     self._write(batches)
         finally:
             self._close_connection()
+            with self._lock:
+                self._alive = False
 
     def _collect(self) -> tuple[list[_Batch], bool]:
         """Block for one batch, then merge what else is queued, up to ``max_batch`` rows;
@@ -689,6 +699,10 @@ class _InsertPlan:
         self.dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
         columns = [table.c[key] for key in keys]
         self.processors = [_bind_processor(c, dialect) for c in columns]
+        self._converted = tuple(
+            (index, process) for index, process in enumerate(self.processors) if process
+        )
+        """Only the columns whose values need converting, so the others cost nothing."""
         defaults_left_out = any(
             c.default is not None for c in table.columns if c.key not in set(keys)
         )
@@ -780,10 +794,12 @@ class _InsertPlan:
 
     def values(self, row: Row) -> tuple[object, ...]:
         # Rows of one plan were grouped by their exact key order, so values line up.
-        return tuple(
-            value if process is None else process(value)
-            for process, value in zip(self.processors, row.values(), strict=True)
-        )
+        values = list(row.values())
+        if len(values) != len(self.keys):
+            raise ValueError(f"a row of {len(values)} values for {len(self.keys)} columns")
+        for index, process in self._converted:
+            values[index] = process(values[index])
+        return tuple(values)
 
     def numbered_statement(self, count: int) -> bytes:
         """PostgreSQL: the ``INSERT`` of ``count`` rows with ``$n`` parameters, for libpq."""

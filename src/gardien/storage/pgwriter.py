@@ -25,6 +25,7 @@ and reports per row, as it always did. Nothing is acknowledged that the server d
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,9 @@ class _Lane:
         self.statuses: list[int] = []
         """The results of the statement in flight read so far."""
         self.idle = threading.Event()
+        """Set once nothing is in flight, for ``close`` only: cleared by ``close`` while a
+        statement is in flight, and set by the loop when that statement has settled (only
+        then, so a busy loop does not pay for it on every batch)."""
         self.idle.set()
         self.closed = False
 
@@ -130,7 +134,6 @@ class _Lane:
     def _reserve(self, batches: list[_Batch], rows: int) -> None:
         """Under ``lock``: ``batches`` are the ones in flight from now on."""
         self.in_flight, self.in_flight_rows = batches, rows
-        self.idle.clear()
         for batch in batches:
             batch.handed = True
 
@@ -141,11 +144,13 @@ class _Lane:
         try:
             if pgconn is None or transformer is None:
                 raise ConnectionError("no connection")
-            values = [plan.values(row) for batch in batches for _, row in batch.items]
-            flat = [value for row in values for value in row]
-            dumped = transformer.dump_sequence(flat, [PyFormat.AUTO] * len(flat))
+            flat: list[object] = []
+            for batch in batches:
+                for _, row in batch.items:
+                    flat += plan.values(row)
+            dumped = transformer.dump_sequence(flat, _auto(len(flat)))
             pgconn.send_query_params(
-                plan.numbered_statement(len(values)),
+                plan.numbered_statement(len(flat) // len(plan.keys)),
                 dumped,
                 transformer.types,
                 transformer.formats,
@@ -158,7 +163,7 @@ class _Lane:
                 self.in_flight, self.in_flight_rows = [], 0
             for batch in batches:
                 batch.handed = False
-            self.idle.set()
+            self._settled()
             return False
         if pending:
             self.loop.add_writer(pgconn.socket, self._flush)
@@ -224,7 +229,7 @@ class _Lane:
         if waiting and (plan is None or not self._send(waiting, plan)):
             self._to_thread(waiting)
         if not waiting:
-            self.idle.set()
+            self._settled()
 
     def _failed(self, exc: BaseException | None) -> None:
         self.statuses = []
@@ -235,7 +240,12 @@ class _Lane:
             self.in_flight, self.in_flight_rows = [], 0
             self.waiting, self.waiting_plan, self.waiting_rows = [], None, 0
         self._to_thread(batches)
-        self.idle.set()
+        self._settled()
+
+    def _settled(self) -> None:
+        """Nothing is in flight any more: tell a waiting ``close``."""
+        if self.closed:
+            self.idle.set()
 
     def _to_thread(self, batches: list[_Batch]) -> None:
         writer = self.owner.writer
@@ -303,6 +313,8 @@ class _Lane:
         on_loop = _running_loop() is self.loop
         with self.lock:
             self.closed = True
+            if self.in_flight:
+                self.idle.clear()  # set by the loop once the statement has settled
         if not on_loop and not self.loop.is_closed():
             self.idle.wait(timeout)
         with self.lock:
@@ -318,6 +330,12 @@ class _Lane:
             except RuntimeError:  # closed in the meantime
                 self._disconnect()
         return left
+
+
+@functools.lru_cache(maxsize=256)
+def _auto(count: int) -> tuple[PyFormat, ...]:
+    """psycopg chooses each value's format (binary where it can)."""
+    return (PyFormat.AUTO,) * count
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
