@@ -8,11 +8,12 @@ requests per second of the same endpoint without it. Both are measured on one Ga
 the only difference is the log. The load generator alternates the two paths in rounds, in a
 process of its own. Afterwards the rows are counted, so a log that dropped rows cannot pass.
 
-The load generator is closed-loop: at few connections a logged request's wait for its COMMIT
-(on PostgreSQL a WAL flush to disk) leaves the server idle, so the ratio there measures
-durability latency; at many connections the server is saturated and the ratio measures the
-log's CPU cost. Both are shown (``srv_CPU%`` tells which case a row is), and the verdict takes
-the worst.
+The load generator is closed-loop: where a logged request's wait for its COMMIT (on PostgreSQL
+a WAL flush to disk) leaves the server idle, the ratio measures durability latency; where the
+server is saturated, it measures the log's CPU cost. ``srv_CPU%`` tells which case a row is,
+and the verdict takes the worst row. ``rounds`` is the spread of the ratio between adjacent
+plain and logged phases: on a shared machine it shows how far the host moved during the run,
+which the pooled ratio averages out but does not remove.
 
 The server is ``python -m uvicorn bench.connlog:create_bench_app --factory``, started with the
 options ``gardien serve`` uses; ``BENCH_CONNLOG_MAX_BATCH`` and ``BENCH_CONNLOG_MAX_DELAY_MS``
@@ -56,11 +57,11 @@ STATS = "/bench/stats"
 CONNECTIONS = [8, 32, 64]
 WARMUP_SECONDS = 1.0
 MEASURE_SECONDS = 6.0
-ROUNDS = 3
+ROUNDS = 6
 RATIO_TARGET = 0.9
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 COLUMNS = (
-    "backend conns plain_req/s logged_req/s ratio p50_ms p99_ms srv_CPU% rows/commit target"
+    "backend conns plain_req/s logged_req/s ratio rounds p50_ms p99_ms srv_CPU% rows/commit target"
 ).split()
 BODY = b'{"status":"ok"}'
 
@@ -150,6 +151,9 @@ class Measured:
     errors: int
     plain_cpu: float
     logged_cpu: float
+    round_ratios: tuple[float, ...]
+    """Each round's logged rate over the plain rate of the same round (the phases are
+    adjacent): their spread shows how much the machine moved under the measurement."""
 
     @property
     def ratio(self) -> float:
@@ -229,6 +233,10 @@ def _measure_backend(backend: str, database_url: str | None) -> list[Measured]:
                         errors=plain.errors + logged.errors,
                         plain_cpu=plain.server_cpu_percent,
                         logged_cpu=logged.server_cpu_percent,
+                        round_ratios=tuple(
+                            ratio(lr, pr)
+                            for lr, pr in zip(logged.phase_rps, plain.phase_rps, strict=True)
+                        ),
                     )
                 )
             logged_total = _stats(port)["rows"]
@@ -263,6 +271,7 @@ def run() -> list[Verdict]:
                 f"{m.plain_rps:.0f}",
                 f"{m.logged_rps:.0f}",
                 f"{m.ratio:.3f}",
+                f"{min(m.round_ratios):.2f}-{max(m.round_ratios):.2f}",
                 f"{m.logged_p50_ms:.2f}",
                 f"{m.logged_p99_ms:.2f}",
                 f"{m.plain_cpu:.0f}/{m.logged_cpu:.0f}",

@@ -49,6 +49,8 @@ class Tally:
     server_cpu_seconds: float = 0.0
     client_cpu_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    phase_rates: list[float] = field(default_factory=list)
+    """Requests per second of each measured phase, in order (one per round)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class PathResult:
     mean_body_bytes: float
     server_cpu_percent: float
     client_cpu_percent: float
+    phase_rps: tuple[float, ...] = ()
+    """Each round's requests per second, in order: how much the machine drifted."""
 
 
 class Connection:
@@ -181,9 +185,12 @@ async def _phase(
     client_cpu = time.process_time()
     started = time.perf_counter()
     deadline = started + seconds
+    before = tally.requests
     await asyncio.gather(*(_drive(c, request, deadline, tally) for c in connections))
     # Elapsed runs to the last response, so requests started before the deadline all count.
-    tally.seconds += time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    tally.seconds += elapsed
+    tally.phase_rates.append((tally.requests - before) / elapsed)
     tally.server_cpu_seconds += _cpu_seconds(server) - server_cpu
     tally.client_cpu_seconds += time.process_time() - client_cpu
 
@@ -236,6 +243,7 @@ async def measure(
                 mean_body_bytes=tally.body_bytes / max(1, tally.requests),
                 server_cpu_percent=100 * tally.server_cpu_seconds / tally.seconds,
                 client_cpu_percent=100 * tally.client_cpu_seconds / tally.seconds,
+                phase_rps=tuple(tally.phase_rates),
             )
         )
     return results

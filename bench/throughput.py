@@ -77,7 +77,12 @@ def load(
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{done.stderr[-2000:]}")
-    results = [PathResult(**json.loads(line)) for line in done.stdout.splitlines() if line]
+    results = []
+    for line in done.stdout.splitlines():
+        if line:
+            fields = json.loads(line)
+            fields["phase_rps"] = tuple(fields.get("phase_rps", ()))
+            results.append(PathResult(**fields))
     return {result.path: result for result in results}
 
 
