@@ -36,7 +36,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from redis.exceptions import RedisError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -260,6 +259,11 @@ class SharedBudgets:
         self._script: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.down_until = 0.0
+        # Imported here, like the client: Redis is some 6 MB a server without it never needs.
+        from redis.exceptions import RedisError
+
+        self.failures: tuple[type[Exception], ...] = (RedisError, OSError)
+        """What ``take`` raises when Redis cannot answer."""
 
     def _connect(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -348,7 +352,7 @@ class PublicWriteLimits:
         if shared is not None and time.monotonic() >= shared.down_until:
             try:
                 refusal = await shared.take(subject, now)
-            except (RedisError, OSError) as exc:
+            except shared.failures as exc:
                 log.error("rate limits: Redis unavailable", extra={"error": type(exc).__name__})
                 shared.down_until = time.monotonic() + shared.RETRY_AFTER_FAILURE
             else:

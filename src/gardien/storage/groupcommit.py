@@ -50,7 +50,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Column, Connection, Engine, Table
 from sqlalchemy.engine import Dialect
@@ -59,7 +59,9 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from gardien.storage.base import UTCDateTime
 from gardien.storage.database import is_sqlite_busy
-from gardien.storage.pgwriter import PgLoopWriter
+
+if TYPE_CHECKING:
+    from gardien.storage.pgwriter import PgLoopWriter
 
 log = logging.getLogger("gardien.groupcommit")
 
@@ -170,11 +172,12 @@ class GroupCommit:
         self._autocommit: PoolProxiedConnection | None = None
         sqlite = engine.dialect.name == "sqlite"
         self._inline = _InlineWriter(self) if sqlite else None
-        self._loop_writer = (
-            PgLoopWriter(self)
-            if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
-            else None
-        )
+        self._loop_writer: PgLoopWriter | None = None
+        if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+            # Imported here: psycopg is some 9 MB a server on SQLite never needs.
+            from gardien.storage.pgwriter import PgLoopWriter
+
+            self._loop_writer = PgLoopWriter(self)
         self._checkpointer = WalCheckpointer(engine) if sqlite else None
         self.before_commit: Callable[[], None] | None = None
         """Called in the writer thread once a batch is written and about to be committed (a
