@@ -1,8 +1,18 @@
-"""Encryption at rest: cost of encrypting and decrypting a typical record, against the round
-trip of a form submission on the same server (target: under 5 %)."""
+"""Encryption at rest: what encrypting and decrypting a typical record adds to a form
+submission's round trip, on the same server in the same run (target: under 5 %).
+
+The typical record is a contact-form submission stored the way Gardien stores one (forms/
+models.py): its fields as one encrypted JSON value, its e-mail address and phone number as
+blind indexes; against the same record with the fields in clear and the two lookup columns in
+clear. The same fields each in an encrypted column of its own (seven ciphertexts each way, the
+shape of a rights case) are measured too and reported, not held to the target. See
+``bench/crypto_app.py``. The endpoints take one request each in turn, in a shuffled order, so
+the machine's drift falls on all of them alike; the figures are medians of the round trips.
+"""
 
 from __future__ import annotations
 
+import random
 import statistics
 import subprocess
 import sys
@@ -22,8 +32,10 @@ RECORD = {
     "country": "RO",
     "message": "Bună ziua, aș dori o demonstrație a produsului pentru cabinetul nostru. " * 4,
 }
-ROUNDS = 6
-PER_ROUND = 150
+REQUESTS = 2000
+"""Round trips per endpoint."""
+PATHS = ("/plain", "/encrypted", "/plain-columns", "/encrypted-columns")
+TARGET = 0.05
 
 
 def _measure(client: httpx.Client, path: str, count: int) -> list[float]:
@@ -37,8 +49,9 @@ def _measure(client: httpx.Client, path: str, count: int) -> list[float]:
 
 
 def run() -> list[Verdict]:
-    heading("encryption at rest: form-submission round trip, plain vs encrypted columns")
+    heading("encryption at rest: a form submission's round trip, plain vs encrypted storage")
     port = free_port()
+    timings: dict[str, list[float]] = {path: [] for path in PATHS}
     with tempfile.TemporaryDirectory(prefix="gardien-crypto-") as directory:
         server = subprocess.Popen(
             [
@@ -62,38 +75,45 @@ def run() -> list[Verdict]:
                         break
                     except httpx.TransportError:
                         time.sleep(0.05)
-                _measure(client, "/plain", 50)
-                _measure(client, "/encrypted", 50)
-                plain: list[float] = []
-                sealed: list[float] = []
-                for round_number in range(ROUNDS):  # alternate to share the machine's noise
-                    order = (
-                        ("/plain", "/encrypted")
-                        if round_number % 2 == 0
-                        else ("/encrypted", "/plain")
-                    )
+                for path in PATHS:
+                    _measure(client, path, 50)
+                order = list(PATHS)
+                shuffle = random.Random(0).shuffle  # the same sequence in every run
+                for _ in range(REQUESTS):
+                    # One request per endpoint in turn, in a shuffled order: the machine's
+                    # drift falls on every endpoint alike, and each follows every other one
+                    # as often (what ran just before moves a round trip by a few µs).
+                    shuffle(order)
                     for path in order:
-                        (plain if path == "/plain" else sealed).extend(
-                            _measure(client, path, PER_ROUND)
-                        )
+                        timings[path] += _measure(client, path, 1)
         finally:
             server.terminate()
             server.wait(timeout=10)
-    p_med, s_med = statistics.median(plain), statistics.median(sealed)
-    overhead = (s_med - p_med) / p_med
+    medians = {path: statistics.median(t) for path, t in timings.items()}
+    form = medians["/encrypted"] / medians["/plain"] - 1
+    columns = medians["/encrypted-columns"] / medians["/plain-columns"] - 1
     print_table(
-        ["columns", "requests", "median ms", "p90 ms"],
+        ["storage", "requests", "median ms", "p90 ms"],
         [
             [
                 name,
-                str(len(t)),
-                f"{statistics.median(t) * 1000:.3f}",
-                f"{statistics.quantiles(t, n=10)[-1] * 1000:.3f}",
+                str(len(timings[path])),
+                f"{medians[path] * 1000:.3f}",
+                f"{statistics.quantiles(timings[path], n=10)[-1] * 1000:.3f}",
             ]
-            for name, t in (("plain", plain), ("encrypted (7 fields)", sealed))
+            for name, path in (
+                ("form record, in clear", "/plain"),
+                ("form record, as Gardien stores it", "/encrypted"),
+                ("seven columns, in clear", "/plain-columns"),
+                ("seven columns, each encrypted", "/encrypted-columns"),
+            )
         ],
     )
-    print(f"encryption + decryption adds {overhead:+.1%} to the round trip")
-    passed = overhead < 0.05
-    print(f"{verdict(passed)}  encryption overhead < 5 % of a form round trip: {overhead:+.1%}")
-    return [Verdict("encryption overhead < 5 % of a round trip", f"{overhead:+.1%}", passed)]
+    print(
+        f"encryption + decryption add {form:+.1%} to the form record's round trip "
+        f"(one ciphertext and two blind indexes), {columns:+.1%} with seven encrypted columns "
+        "(reported, not a target)"
+    )
+    passed = form < TARGET
+    print(f"{verdict(passed)}  encryption overhead < 5 % of a form round trip: {form:+.1%}")
+    return [Verdict("encryption overhead < 5 % of a round trip", f"{form:+.1%}", passed)]
