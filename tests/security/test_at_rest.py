@@ -16,8 +16,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 
+from gardien.analytics.models import AnalyticsHit
 from gardien.config import Settings
+from gardien.consent.models import ConsentRecord
+from gardien.consent.service import current_revision
 from gardien.deps import State
+from gardien.forms.models import FormSubmission, OutboxMessage
+from gardien.rights.models import RightsCase
 from gardien.security import service
 from gardien.security.connection_log import (
     IP_INDEX_CONTEXT,
@@ -27,6 +32,8 @@ from gardien.security.connection_log import (
 from gardien.security.crypto import blind_index, blind_lookups
 from gardien.security.models import EncryptionKey
 from gardien.storage.clock import FrozenClock
+from tests.consent.test_records import decision
+from tests.forms.test_submit import stamped
 from tests.security.signin import (
     PASSWORD,
     SignedIn,
@@ -125,6 +132,104 @@ def test_no_personal_value_is_in_the_database_files_in_clear(
         assert row.ip == IP
     listing = browser.get("/admin")
     assert EMAIL in listing.text  # "Signed in as ..." shows it decrypted
+
+
+# Known values of one person, written through every other store that keeps personal data.
+FORM: dict[str, str | bool] = {
+    "first_name": "Gwenaëlle",
+    "last_name": "Kerbrat-Ollivier",
+    "email": "gwenaelle.kerbrat@cabinet-exemple.fr",
+    "phone": "06 12 34 56 78",
+    "specialisation": "pharmacist",
+    "company": "Officine Kerbrat-Ollivier",
+    "country": "FR",
+    "message": "Bonjour, merci de me rappeler au sujet du dossier confidentiel 7f3a9c.",
+    "consent": True,
+}
+FORM_PHONE = "+33612345678"
+RIGHTS_EMAIL = "demande.droits.patient@exemple-sante.fr"
+RIGHTS_PHONE = "+33698765432"
+VISITOR_IP = "198.51.100.23"
+USER_ID = "kerbrat-ollivier-7f3a9c"
+PAGE_MARKER = "page-name-kept-in-clear-9d4b"
+"""An analytics page title (not personal, stored in clear), written last: proves the scan sees
+the latest writes."""
+
+
+@sqlite_only
+def test_every_store_keeps_its_personal_values_out_of_the_database_files(
+    client: TestClient, state: State, clock: FrozenClock, settings: Settings
+) -> None:
+    """A contact form (its submission and the two e-mails it queues), a consent decision, an
+    audience-measurement hit with consent and a user id, and a rights request (with the code
+    e-mail it queues), each through its public endpoint from a known address: none of the
+    person's values is in the SQLite file or its log in clear, and each store reads them back."""
+    visitor = new_client(client, VISITOR_IP)
+    form = visitor.post("/api/forms/contact", json={**FORM, **stamped(visitor, clock)})
+    assert form.status_code == 201, form.text
+
+    consent = decision(visitor)
+    consent_id = consent["consent_id"]
+    assert visitor.post("/api/consent/records", json=consent).status_code == 201
+
+    decided = int(clock.now().timestamp()) - 60
+    revision = current_revision(state).number
+    visitor.cookies.set(
+        "gardien_consent", f"1:{consent_id}:{revision}:{decided}:audience_measurement=1"
+    )
+    rights = visitor.post(
+        "/rights",
+        data={
+            "rights": ["access"],
+            "email": RIGHTS_EMAIL,
+            "phone": "+33 6 98 76 54 32",
+            "lang": "en",
+        },
+    )
+    assert rights.status_code == 200, rights.text
+    hit = visitor.get(
+        "/matomo.php",
+        params={
+            "idsite": 1,
+            "rec": 1,
+            "url": "https://www.cegedim-rx.ro/produse",
+            "action_name": PAGE_MARKER,
+            "uid": USER_ID,
+            "send_image": 0,
+        },
+    )
+    assert hit.status_code == 204, hit.text
+
+    files = sqlite_files(settings)
+    assert hits(files, PAGE_MARKER), "the scan must see the latest writes (or it proves nothing)"
+    values = [
+        *(str(FORM[name]) for name in ("first_name", "last_name", "email", "company", "message")),
+        FORM_PHONE,
+        "0612345678",
+        "confidentiel 7f3a9c",
+        consent_id,
+        USER_ID,
+        RIGHTS_EMAIL,
+        RIGHTS_PHONE,
+        VISITOR_IP,
+    ]
+    for value in values:
+        assert hits(files, value) == [], f"{value!r} is stored in clear"
+
+    # ... and every store reads its values back
+    with state.sessions() as session:
+        [submission] = session.scalars(select(FormSubmission)).all()
+        assert json.loads(submission.fields)["last_name"] == FORM["last_name"]
+        recipients = {m.recipient for m in session.scalars(select(OutboxMessage))}
+        assert FORM["email"] in recipients and RIGHTS_EMAIL in recipients
+        [record] = session.scalars(select(ConsentRecord)).all()
+        assert record.consent_id == consent_id
+        [stored_hit] = session.scalars(select(AnalyticsHit)).all()
+        assert (stored_hit.user_id, stored_hit.consent_id) == (USER_ID, consent_id)
+        [case] = session.scalars(select(RightsCase)).all()
+        assert (case.email, case.phone) == (RIGHTS_EMAIL, RIGHTS_PHONE)
+        logged = session.scalars(select(ConnectionLogEntry)).all()
+        assert logged and {row.ip for row in logged} == {VISITOR_IP}
 
 
 # -- keys file that does not fit -----------------------------------------------------------
