@@ -82,7 +82,7 @@ def run() -> list[Verdict]:
                 for _ in range(REQUESTS):
                     # One request per endpoint in turn, in a shuffled order: the machine's
                     # drift falls on every endpoint alike, and each follows every other one
-                    # as often (what ran just before moves a round trip by a few µs).
+                    # about as often.
                     shuffle(order)
                     for path in order:
                         timings[path] += _measure(client, path, 1)
