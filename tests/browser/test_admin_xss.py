@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pyotp
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect
 
 from tests.browser.staff import PASSWORD as PASSWORD  # re-exported: other tests sign in with it
 from tests.browser.staff import serving_with_user
@@ -91,7 +91,8 @@ def sign_in_and_enrol(page: Page, url: str, email: str) -> None:
     secret = page.locator("p", has_text="Or enter this key by hand:").locator("code").inner_text()
     page.fill("#code", str(pyotp.TOTP(secret).now()))  # the served process uses the real clock
     page.get_by_role("button", name="Turn on").click()
-    assert page.locator("ul.codes li").count() == 10
+    # A click returns once the next page is committed, not parsed: count() would not wait.
+    expect(page.locator("ul.codes li")).to_have_count(10)
     page.get_by_role("link", name="Continue to the dashboard").click()
     page.wait_for_url("**/admin")
 
@@ -116,7 +117,7 @@ def test_script_shaped_accounts_and_tokens_stay_text(
         page.fill("#name", name)
         page.select_option("#role", "auditor")
         page.get_by_role("button", name="Create token").click()
-        assert page.locator("code.hash").count() == 1  # the token, shown once
+        expect(page.locator("code.hash")).to_have_count(1)  # the token, shown once
 
     page.goto(f"{url}/admin/users")
     for email in EMAILS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect
 
 from tests.support import Server
 
@@ -94,7 +94,7 @@ def test_accept_language_picks_the_page_language(browser: Browser, live_server: 
 def test_version_page_shows_fingerprint_and_first_version(page: Page, live_server: Server) -> None:
     page.goto(f"{live_server.url}/privacy/versions")
     page.get_by_role("link", name="Version 1").click()
-    assert page.get_by_text("This is the first published version.").is_visible()
+    expect(page.get_by_text("This is the first published version.")).to_be_visible()
 
 
 def test_not_found_page_is_styled(page: Page, live_server: Server) -> None:

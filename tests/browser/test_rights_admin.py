@@ -41,6 +41,7 @@ def test_an_agent_records_a_letter_verifies_exports_and_closes(
     page.wait_for_url("**/admin/rights")
     assert violations(page) == []
     page.get_by_role("link", name="Record a request received by e-mail or post").click()
+    page.wait_for_url("**/admin/rights/new")
     assert violations(page) == []
     page.select_option("#channel", "post")
     page.get_by_label("access").check()

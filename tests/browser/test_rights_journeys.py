@@ -221,7 +221,8 @@ def test_access_then_erasure_through_the_portal(
         records = data["stores"][store]["records"]
         assert any(rows for rows in records.values()), store  # the person's rows are there
     person.goto(url + link.group(1))
-    person.click("form button[type=submit]")
+    with person.expect_navigation():
+        person.click("form button[type=submit]")
     assert "already used" in person.locator("[role=alert]").inner_text()
 
     # -- erasure: the person's values as stored, before
